@@ -1,0 +1,108 @@
+//! One upstream endpoint and the live state workers and the control side share
+//! about it: atomics only, so the hot path takes no lock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::telemetry::metrics::{EndpointMetrics, status_class_index};
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub address: SocketAddr,
+    /// `address` as text, computed once: used in metrics and logs.
+    pub label: String,
+    /// `address` as a URI authority, computed once: upstream request URIs use it.
+    pub authority: http::uri::Authority,
+    pub weight: u32,
+    pub zone: Option<String>,
+    active_requests: AtomicU64,
+    requests_total: AtomicU64,
+    healthy: AtomicBool,
+    pub metrics: EndpointMetrics,
+}
+
+impl Endpoint {
+    pub fn new(
+        address: SocketAddr,
+        weight: u32,
+        zone: Option<String>,
+        metrics: EndpointMetrics,
+    ) -> Self {
+        metrics.healthy.set(1);
+        let label = address.to_string();
+        Self {
+            address,
+            authority: http::uri::Authority::from_maybe_shared(bytes::Bytes::from(label.clone()))
+                .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),
+            label,
+            weight,
+            zone,
+            active_requests: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            metrics,
+        }
+    }
+
+    pub fn active_requests(&self) -> u64 {
+        self.active_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn requests_total(&self) -> u64 {
+        self.requests_total.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records the new health state; returns whether it changed.
+    pub(super) fn set_healthy(&self, healthy: bool) -> bool {
+        self.metrics.healthy.set(i64::from(healthy));
+        self.healthy.swap(healthy, Ordering::Relaxed) != healthy
+    }
+}
+
+/// One request in flight to an endpoint: counted from pick until the response
+/// body ends (or the request fails), so least-request balancing sees requests
+/// that are still streaming.
+#[derive(Debug)]
+pub struct ActiveRequest {
+    endpoint: Arc<Endpoint>,
+    started: Instant,
+}
+
+impl ActiveRequest {
+    pub fn start(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.active_requests.fetch_add(1, Ordering::Relaxed);
+        endpoint.requests_total.fetch_add(1, Ordering::Relaxed);
+        endpoint.metrics.active_requests.inc();
+        Self {
+            endpoint,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    pub fn record_status(&self, status: u16) {
+        self.endpoint.metrics.responses[status_class_index(status)].inc();
+    }
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.endpoint
+            .active_requests
+            .fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.metrics.active_requests.dec();
+        self.endpoint
+            .metrics
+            .duration
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}

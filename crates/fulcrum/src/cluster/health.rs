@@ -1,0 +1,248 @@
+//! Active health checking: a pure threshold state machine ([`HealthState`])
+//! and the probe loop that drives it from the control thread.
+//!
+//! Semantics follow HAProxy's `rise`/`fall`: an endpoint becomes unhealthy
+//! after `unhealthy_threshold` consecutive failures and healthy again after
+//! `healthy_threshold` consecutive successes. Endpoints start healthy (HAProxy's
+//! default) and the first probe runs at once, so a dead endpoint at start is
+//! ejected within `unhealthy_threshold` intervals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::Cluster;
+use crate::config::{HealthCheckConfig, HealthCheckKind};
+use crate::telemetry::metrics::{HealthCheckLabels, Metrics};
+
+/// Consecutive-result counter with hysteresis. Pure: fed one result at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthState {
+    healthy: bool,
+    streak: u32,
+    healthy_threshold: u32,
+    unhealthy_threshold: u32,
+}
+
+impl HealthState {
+    pub fn new(healthy_threshold: u32, unhealthy_threshold: u32) -> Self {
+        Self {
+            healthy: true,
+            streak: 0,
+            healthy_threshold: healthy_threshold.max(1),
+            unhealthy_threshold: unhealthy_threshold.max(1),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy
+    }
+
+    /// Feeds one probe result; returns the new state when it flips.
+    pub fn observe(&mut self, success: bool) -> Option<bool> {
+        if success == self.healthy {
+            // A result that agrees with the current state resets the count toward flipping.
+            self.streak = 0;
+            return None;
+        }
+        self.streak += 1;
+        let needed = if self.healthy {
+            self.unhealthy_threshold
+        } else {
+            self.healthy_threshold
+        };
+        if self.streak >= needed {
+            self.healthy = success;
+            self.streak = 0;
+            Some(success)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why a probe failed, for logs.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("HTTP exchange failed: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("unexpected status {0}")]
+    Status(u16),
+    #[error("bad request: {0}")]
+    Request(#[from] http::Error),
+}
+
+/// Runs one probe against `address`.
+pub async fn probe(
+    address: std::net::SocketAddr,
+    check: &HealthCheckConfig,
+) -> Result<(), ProbeError> {
+    let attempt = async {
+        let stream = TcpStream::connect(address)
+            .await
+            .map_err(ProbeError::Connect)?;
+        match &check.kind {
+            HealthCheckKind::Tcp => Ok(()),
+            HealthCheckKind::Http {
+                method,
+                path,
+                host,
+                expected_statuses,
+            } => {
+                let _ = stream.set_nodelay(true);
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                let req = http::Request::builder()
+                    .method(method.as_str())
+                    .uri(path.as_str())
+                    .header(
+                        http::header::HOST,
+                        host.clone().unwrap_or_else(|| address.to_string()),
+                    )
+                    .header(http::header::USER_AGENT, "fulcrum-health-check")
+                    .header(http::header::CONNECTION, "close")
+                    .body(Empty::<Bytes>::new())?;
+                let status = sender.send_request(req).await?.status().as_u16();
+                if expected_statuses.iter().any(|r| r.contains(status)) {
+                    Ok(())
+                } else {
+                    Err(ProbeError::Status(status))
+                }
+            }
+        }
+    };
+    tokio::time::timeout(check.timeout, attempt)
+        .await
+        .unwrap_or(Err(ProbeError::Timeout(check.timeout)))
+}
+
+/// Starts one probe loop per endpoint of every cluster that has a health
+/// check, on the current (control) runtime.
+pub fn spawn_all(clusters: &[Arc<Cluster>], metrics: &Arc<Metrics>) {
+    for cluster in clusters {
+        let Some(check) = cluster.config.health_check.clone() else {
+            continue;
+        };
+        for index in 0..cluster.endpoints.len() {
+            tokio::spawn(probe_loop(
+                cluster.clone(),
+                index,
+                check.clone(),
+                metrics.clone(),
+            ));
+        }
+    }
+}
+
+async fn probe_loop(
+    cluster: Arc<Cluster>,
+    index: usize,
+    check: HealthCheckConfig,
+    metrics: Arc<Metrics>,
+) {
+    let endpoint = cluster.endpoints[index].clone();
+    let label = |result: &'static str| HealthCheckLabels {
+        cluster: cluster.name().to_string(),
+        endpoint: endpoint.label.clone(),
+        result,
+    };
+    let success = metrics
+        .health_checks
+        .get_or_create(&label("success"))
+        .clone();
+    let failure = metrics
+        .health_checks
+        .get_or_create(&label("failure"))
+        .clone();
+    let to_healthy = metrics
+        .health_transitions
+        .get_or_create(&label("healthy"))
+        .clone();
+    let to_unhealthy = metrics
+        .health_transitions
+        .get_or_create(&label("unhealthy"))
+        .clone();
+    let mut state = HealthState::new(check.healthy_threshold, check.unhealthy_threshold);
+    // Spread the first probes over the jitter window so a large cluster does not probe in lockstep.
+    tokio::time::sleep(jitter(check.jitter)).await;
+    loop {
+        let result = probe(endpoint.address, &check).await;
+        match &result {
+            Ok(()) => success.inc(),
+            Err(_) => failure.inc(),
+        };
+        if let Some(healthy) = state.observe(result.is_ok()) {
+            cluster.set_healthy(index, healthy);
+            let eligible = cluster.eligible_count();
+            if healthy {
+                to_healthy.inc();
+                tracing::info!(cluster = cluster.name(), endpoint = %endpoint.label, eligible, "endpoint is healthy again; it receives traffic");
+            } else {
+                to_unhealthy.inc();
+                let reason = result
+                    .as_ref()
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                tracing::warn!(cluster = cluster.name(), endpoint = %endpoint.label, eligible, %reason, "endpoint failed its health checks; it is ejected from the cluster");
+            }
+        } else if let Err(e) = &result {
+            tracing::debug!(cluster = cluster.name(), endpoint = %endpoint.label, error = %e, "health check failed");
+        }
+        tokio::time::sleep(check.interval + jitter(check.jitter)).await;
+    }
+}
+
+fn jitter(max: Duration) -> Duration {
+    let max_ms = max.as_millis() as u64;
+    if max_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(fastrand::u64(0..=max_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HealthState;
+
+    #[test]
+    fn needs_consecutive_failures_to_eject() {
+        let mut s = HealthState::new(2, 3);
+        assert_eq!(s.observe(false), None);
+        assert_eq!(s.observe(false), None);
+        assert_eq!(s.observe(true), None, "a success resets the failure streak");
+        assert_eq!(s.observe(false), None);
+        assert_eq!(s.observe(false), None);
+        assert_eq!(s.observe(false), Some(false));
+        assert!(!s.is_healthy());
+    }
+
+    #[test]
+    fn needs_consecutive_successes_to_return() {
+        let mut s = HealthState::new(2, 1);
+        assert_eq!(s.observe(false), Some(false));
+        assert_eq!(s.observe(true), None);
+        assert_eq!(s.observe(false), None);
+        assert_eq!(s.observe(true), None);
+        assert_eq!(s.observe(true), Some(true));
+        assert!(s.is_healthy());
+    }
+
+    #[test]
+    fn agreeing_results_change_nothing() {
+        let mut s = HealthState::new(1, 1);
+        for _ in 0..5 {
+            assert_eq!(s.observe(true), None);
+        }
+    }
+}

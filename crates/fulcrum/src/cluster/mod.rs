@@ -1,0 +1,123 @@
+//! Clusters: a named set of endpoints, which of them may take traffic, and
+//! the balancer that picks among those.
+//!
+//! Health changes publish one new [`Assignment`] (healthy set + balancer built
+//! for it) per change, so a worker never sees a balancer that disagrees with
+//! the healthy set (the tear pingora's `LoadBalancer` warns about).
+
+mod endpoint;
+pub mod health;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use fulcrum_balance::{Balancer, LoadView, PickContext};
+
+pub use endpoint::{ActiveRequest, Endpoint};
+
+use crate::config::ClusterConfig;
+use crate::telemetry::metrics::{EndpointMetrics, Metrics};
+
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    assignment: ArcSwap<Assignment>,
+    /// Serialises republishing (health tasks may race); never taken by workers.
+    publish: Mutex<()>,
+}
+
+/// The endpoints that may take traffic now and the balancer built over them.
+#[derive(Debug)]
+pub struct Assignment {
+    /// Indices into `Cluster::endpoints`.
+    pub eligible: Vec<usize>,
+    balancer: Arc<dyn Balancer>,
+}
+
+/// Live load of the eligible endpoints, in the balancer's index space.
+struct EligibleLoad<'a> {
+    endpoints: &'a [Arc<Endpoint>],
+    eligible: &'a [usize],
+}
+
+impl LoadView for EligibleLoad<'_> {
+    fn active_requests(&self, index: usize) -> u64 {
+        self.eligible
+            .get(index)
+            .and_then(|&i| self.endpoints.get(i))
+            .map_or(0, |e| e.active_requests())
+    }
+}
+
+impl Cluster {
+    pub fn new(config: ClusterConfig, metrics: &Metrics) -> Self {
+        let endpoints: Vec<Arc<Endpoint>> = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string());
+                Arc::new(Endpoint::new(e.address, e.weight, e.zone.clone(), m))
+            })
+            .collect();
+        let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
+        Self {
+            config,
+            endpoints,
+            assignment,
+            publish: Mutex::new(()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn assign(config: &ClusterConfig, endpoints: &[Arc<Endpoint>]) -> Assignment {
+        let eligible: Vec<usize> = (0..endpoints.len())
+            .filter(|&i| endpoints[i].is_healthy())
+            .collect();
+        let weights: Vec<u32> = eligible.iter().map(|&i| endpoints[i].weight).collect();
+        Assignment {
+            balancer: fulcrum_balance::build(config.policy, &weights),
+            eligible,
+        }
+    }
+
+    /// Picks an endpoint for one request; `None` when no endpoint is eligible.
+    /// Lock-free: one atomic load of the assignment plus the balancer's atomics.
+    pub fn pick(&self, random: u64) -> Option<&Arc<Endpoint>> {
+        let assignment = self.assignment.load();
+        let load = EligibleLoad {
+            endpoints: &self.endpoints,
+            eligible: &assignment.eligible,
+        };
+        let ctx = PickContext {
+            random,
+            hash: None,
+            load: &load,
+        };
+        let index = assignment.balancer.pick(&ctx)?;
+        let endpoint = *assignment.eligible.get(index)?;
+        self.endpoints.get(endpoint)
+    }
+
+    pub fn eligible_count(&self) -> usize {
+        self.assignment.load().eligible.len()
+    }
+
+    /// Marks an endpoint healthy or not and, if that changed anything,
+    /// publishes a new assignment. Returns whether the state changed.
+    pub fn set_healthy(&self, index: usize, healthy: bool) -> bool {
+        let Some(endpoint) = self.endpoints.get(index) else {
+            return false;
+        };
+        let _serial = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        if !endpoint.set_healthy(healthy) {
+            return false;
+        }
+        self.assignment
+            .store(Arc::new(Self::assign(&self.config, &self.endpoints)));
+        true
+    }
+}

@@ -1,0 +1,38 @@
+//! Every default in one place, each with the reason for it. The annotated
+//! example config (`examples/fulcrum.toml`) repeats these values.
+
+use std::time::Duration;
+
+/// Loopback only: the admin API can read the whole config and must not be
+/// exposed by accident (Envoy's admin has no default; HAProxy's stats are opt-in).
+pub const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
+/// Long enough for a slow request to finish on a rolling restart, short enough
+/// for an orchestrator's default grace period (Kubernetes: 30 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// Envoy's default cluster connect timeout; on a LAN a connect takes well
+/// under a millisecond, so 5 s only ever fires on a black-holed address.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default route timeout (time to the upstream's response headers).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle upstream connections are closed after this; below common backend
+/// keep-alive timeouts (NGINX 75 s, Node 5 s is the odd one out) would be ideal,
+/// but 60 s matches HAProxy's `timeout http-keep-alive` guidance for pools.
+pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A client must send a complete request head within this (slowloris guard;
+/// hyper's and NGINX's `client_header_timeout` default are both in this range).
+pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Envoy's `least_request` default choice count: power of two choices.
+pub const CHOICE_COUNT: u32 = 2;
+
+/// Health checks: HAProxy's `inter 2s`, `rise 2`, `fall 3` are the defaults
+/// operators know; a 1 s timeout keeps a hung check from overlapping the next.
+pub const HC_INTERVAL: Duration = Duration::from_secs(2);
+pub const HC_TIMEOUT: Duration = Duration::from_secs(1);
+/// Jitter spreads checks of many endpoints so they do not fire in lockstep.
+pub const HC_JITTER: Duration = Duration::from_millis(200);
+pub const HC_HEALTHY_THRESHOLD: u32 = 2;
+pub const HC_UNHEALTHY_THRESHOLD: u32 = 3;
+pub const HC_PATH: &str = "/";
+pub const HC_METHOD: &str = "GET";
+/// HAProxy's `option httpchk` passes 2xx and 3xx.
+pub const HC_EXPECTED_STATUSES: &str = "200-399";

@@ -1,0 +1,174 @@
+//! The checked config: domain types that `validate` produces and the rest of
+//! fulcrum consumes. Every value here has been checked ("parse, don't
+//! validate"), references are resolved to indices, and defaults are applied.
+//! `Serialize` renders the effective config for the admin `GET /config`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fulcrum_balance::Policy;
+use serde::{Serialize, Serializer};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub admin: AdminConfig,
+    pub runtime: RuntimeConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminConfig {
+    pub address: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeConfig {
+    /// Worker threads; `validate` resolves "unset" to the available cores.
+    pub workers: usize,
+    pub log_level: Option<String>,
+    #[serde(serialize_with = "human_duration")]
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub address: SocketAddr,
+    #[serde(serialize_with = "human_duration")]
+    pub request_header_timeout: Duration,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteConfig {
+    pub host: HostMatch,
+    pub path_prefix: String,
+    /// Name of the target cluster, for display.
+    pub cluster: String,
+    /// Index of the target cluster in `Config::clusters`.
+    #[serde(skip)]
+    pub cluster_index: usize,
+}
+
+/// How a route matches the request's host (the `Host` header or the HTTP/2
+/// `:authority`, port removed, compared case-insensitively).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// `api.example.com`, stored lowercase.
+    Exact(String),
+    /// `*.example.com`: stored as `.example.com`; matches any non-empty label(s) before it.
+    Suffix(String),
+}
+
+impl Serialize for HostMatch {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            HostMatch::Any => s.serialize_str("*"),
+            HostMatch::Exact(h) => s.serialize_str(h),
+            HostMatch::Suffix(suffix) => s.serialize_str(&format!("*{suffix}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    Http1,
+    /// Cleartext HTTP/2 with prior knowledge (h2c), multiplexed.
+    Http2,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterConfig {
+    pub name: String,
+    #[serde(serialize_with = "policy_name")]
+    pub policy: Policy,
+    pub protocol: UpstreamProtocol,
+    #[serde(serialize_with = "human_duration")]
+    pub connect_timeout: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub request_timeout: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub idle_timeout: Duration,
+    pub endpoints: Vec<EndpointConfig>,
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointConfig {
+    pub address: SocketAddr,
+    pub weight: u32,
+    pub zone: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    #[serde(serialize_with = "human_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub jitter: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// Healthy when a TCP connection is accepted within the timeout.
+    Tcp,
+    /// Healthy when the response status is in one of `expected_statuses`.
+    Http {
+        method: String,
+        path: String,
+        host: Option<String>,
+        expected_statuses: Vec<StatusRange>,
+    },
+}
+
+/// An inclusive range of HTTP status codes, written `200` or `200-399`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRange {
+    pub low: u16,
+    pub high: u16,
+}
+
+impl StatusRange {
+    pub fn contains(&self, status: u16) -> bool {
+        (self.low..=self.high).contains(&status)
+    }
+}
+
+impl Serialize for StatusRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.low == self.high {
+            s.serialize_str(&self.low.to_string())
+        } else {
+            s.serialize_str(&format!("{}-{}", self.low, self.high))
+        }
+    }
+}
+
+fn policy_name<S: Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
+}
+
+fn human_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// Renders a duration the way the config accepts it (`250ms`, `5s`, `2m`).
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}

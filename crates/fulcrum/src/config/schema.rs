@@ -1,0 +1,101 @@
+//! The config file as written: serde structs that mirror the TOML exactly.
+//!
+//! Fields that validation must point at are `Spanned`, so an error can name the
+//! line and column. Nothing here is trusted: `validate` turns it into the checked
+//! domain types of [`super::model`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    #[serde(default)]
+    pub listeners: Vec<ListenerSection>,
+    #[serde(default)]
+    pub clusters: Vec<ClusterSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminSection {
+    pub address: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RuntimeSection {
+    pub workers: Option<Spanned<i64>>,
+    pub log_level: Option<Spanned<String>>,
+    pub drain_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListenerSection {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub protocol: Option<Spanned<String>>,
+    pub request_header_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RouteSection {
+    pub host: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
+    pub cluster: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClusterSection {
+    pub name: Spanned<String>,
+    pub policy: Option<Spanned<String>>,
+    pub choice_count: Option<Spanned<i64>>,
+    pub protocol: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub endpoints: Spanned<Vec<EndpointSection>>,
+    pub health_check: Option<Spanned<HealthCheckSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndpointSection {
+    pub address: Spanned<String>,
+    pub weight: Option<Spanned<i64>>,
+    pub zone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HealthCheckSection {
+    #[serde(rename = "type")]
+    pub kind: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_threshold: Option<Spanned<i64>>,
+    pub unhealthy_threshold: Option<Spanned<i64>>,
+    pub path: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub host: Option<Spanned<String>>,
+    pub expected_statuses: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The field names serde knows for the section at `path` (a dotted path with
+/// array indices removed), for did-you-mean suggestions on unknown fields.
+pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
+    use super::introspect::fields_of;
+    match section {
+        [] => fields_of::<FileConfig>(),
+        ["admin"] => fields_of::<AdminSection>(),
+        ["runtime"] => fields_of::<RuntimeSection>(),
+        ["listeners"] => fields_of::<ListenerSection>(),
+        ["listeners", "routes"] => fields_of::<RouteSection>(),
+        ["clusters"] => fields_of::<ClusterSection>(),
+        ["clusters", "endpoints"] => fields_of::<EndpointSection>(),
+        ["clusters", "health_check"] => fields_of::<HealthCheckSection>(),
+        _ => &[],
+    }
+}

@@ -1,0 +1,730 @@
+//! Turns the file as written ([`schema`]) into the checked [`model`], collecting
+//! every problem in one pass instead of stopping at the first.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use fulcrum_balance::Policy;
+use toml::Spanned;
+
+use super::defaults;
+use super::diagnostic::{Collector, did_you_mean};
+use super::model::*;
+use super::schema::*;
+
+const POLICIES: [&str; 4] = [
+    "round_robin",
+    "weighted_round_robin",
+    "random",
+    "least_request",
+];
+const MAX_WEIGHT: i64 = 10_000;
+
+pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
+    let admin = match &file.admin.address {
+        Some(a) => socket_addr(c, a, "admin.address", false),
+        None => defaults::ADMIN_ADDRESS.parse().ok(),
+    };
+    let runtime = runtime(c, &file.runtime);
+    let clusters: Vec<Option<ClusterConfig>> = file
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, s)| cluster(c, i, s))
+        .collect();
+    let cluster_names: HashMap<&str, usize> = unique_names(
+        c,
+        file.clusters.iter().map(|s| &s.name),
+        "clusters",
+        "cluster",
+    );
+    let listeners: Vec<Option<ListenerConfig>> = file
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, s)| listener(c, i, s, &cluster_names))
+        .collect();
+    unique_names(
+        c,
+        file.listeners.iter().map(|s| &s.name),
+        "listeners",
+        "listener",
+    );
+    if file.listeners.is_empty() {
+        c.error(
+            0..0,
+            "listeners",
+            "no listeners are defined, so fulcrum would accept no traffic",
+            Some("add a [[listeners]] table with a name, an address and at least one [[listeners.routes]]".into()),
+        );
+    }
+    let mut seen_addrs: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, l) in listeners.iter().enumerate() {
+        if let Some(l) = l
+            && let Some(first) = seen_addrs.insert(l.address, i)
+        {
+            c.error(
+                file.listeners[i].address.span(),
+                format!("listeners[{i}].address"),
+                format!("{} is already used by listeners[{first}]", l.address),
+                Some("give each listener its own address or port".into()),
+            );
+        }
+    }
+    if !c.diagnostics.is_empty() {
+        return None;
+    }
+    Some(Config {
+        admin: AdminConfig { address: admin? },
+        runtime: runtime?,
+        listeners: listeners.into_iter().collect::<Option<_>>()?,
+        clusters: clusters.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn runtime(c: &mut Collector<'_>, s: &RuntimeSection) -> Option<RuntimeConfig> {
+    let workers = match &s.workers {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        Some(w) if (1..=1024).contains(w.get_ref()) => *w.get_ref() as usize,
+        Some(w) => {
+            c.error(
+                w.span(),
+                "runtime.workers",
+                format!("{} worker threads is out of range", w.get_ref()),
+                Some("use 1 to 1024, or leave it out to run one worker per CPU core".into()),
+            );
+            1
+        }
+    };
+    if let Some(level) = &s.log_level
+        && tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err()
+    {
+        c.error(
+                level.span(),
+                "runtime.log_level",
+                format!("\"{}\" is not a log level or filter", level.get_ref()),
+                Some("use one of error, warn, info, debug, trace (or a RUST_LOG-style filter such as \"info,fulcrum=debug\")".into()),
+            );
+    }
+    let drain_timeout = duration(
+        c,
+        &s.drain_timeout,
+        "runtime.drain_timeout",
+        defaults::DRAIN_TIMEOUT,
+    );
+    Some(RuntimeConfig {
+        workers,
+        log_level: s.log_level.as_ref().map(|l| l.get_ref().clone()),
+        drain_timeout: drain_timeout?,
+    })
+}
+
+fn listener(
+    c: &mut Collector<'_>,
+    i: usize,
+    s: &ListenerSection,
+    clusters: &HashMap<&str, usize>,
+) -> Option<ListenerConfig> {
+    let at = format!("listeners[{i}]");
+    let address = socket_addr(c, &s.address, &format!("{at}.address"), false);
+    if let Some(p) = &s.protocol
+        && p.get_ref() != "http"
+    {
+        c.error(
+            p.span(),
+            format!("{at}.protocol"),
+            format!("unknown listener protocol \"{}\"", p.get_ref()),
+            Some("use \"http\" (HTTP/1.1 and cleartext HTTP/2 on the same port)".into()),
+        );
+    }
+    let header_timeout = duration(
+        c,
+        &s.request_header_timeout,
+        &format!("{at}.request_header_timeout"),
+        defaults::REQUEST_HEADER_TIMEOUT,
+    );
+    if s.routes.is_empty() {
+        c.error(
+            s.name.span(),
+            format!("{at}.routes"),
+            format!(
+                "listener \"{}\" has no routes, so every request would get 404",
+                s.name.get_ref()
+            ),
+            Some("add a [[listeners.routes]] table with at least `cluster = \"...\"`".into()),
+        );
+    }
+    let routes: Vec<Option<RouteConfig>> = s
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(j, r)| route(c, &format!("{at}.routes[{j}]"), r, clusters))
+        .collect();
+    Some(ListenerConfig {
+        name: s.name.get_ref().clone(),
+        address: address?,
+        request_header_timeout: header_timeout?,
+        routes: routes.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn route(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: &RouteSection,
+    clusters: &HashMap<&str, usize>,
+) -> Option<RouteConfig> {
+    let host = match &s.host {
+        None => Some(HostMatch::Any),
+        Some(h) => host_match(c, h, &format!("{at}.host")),
+    };
+    let path_prefix = match &s.path_prefix {
+        None => Some("/".to_string()),
+        Some(p) if p.get_ref().starts_with('/') => Some(p.get_ref().clone()),
+        Some(p) => {
+            c.error(
+                p.span(),
+                format!("{at}.path_prefix"),
+                format!("path prefix \"{}\" does not start with \"/\"", p.get_ref()),
+                Some(format!("write it as \"/{}\"", p.get_ref())),
+            );
+            None
+        }
+    };
+    let name = s.cluster.get_ref();
+    let cluster_index = match clusters.get(name.as_str()) {
+        Some(i) => Some(*i),
+        None => {
+            let help = match did_you_mean(name, clusters.keys().copied()) {
+                Some(m) => format!("did you mean \"{m}\"?"),
+                None if clusters.is_empty() => "define it in a [[clusters]] table".into(),
+                None => {
+                    let mut known: Vec<_> = clusters.keys().copied().collect();
+                    known.sort_unstable();
+                    format!("defined clusters are: {}", known.join(", "))
+                }
+            };
+            c.error(
+                s.cluster.span(),
+                format!("{at}.cluster"),
+                format!("route points to cluster \"{name}\", which is not defined"),
+                Some(help),
+            );
+            None
+        }
+    };
+    Some(RouteConfig {
+        host: host?,
+        path_prefix: path_prefix?,
+        cluster: name.clone(),
+        cluster_index: cluster_index?,
+    })
+}
+
+fn host_match(c: &mut Collector<'_>, h: &Spanned<String>, at: &str) -> Option<HostMatch> {
+    let host = h.get_ref().to_ascii_lowercase();
+    let valid_label = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '.')
+    };
+    if host == "*" {
+        return Some(HostMatch::Any);
+    }
+    if let Some(suffix) = host.strip_prefix("*.") {
+        if valid_label(suffix) {
+            return Some(HostMatch::Suffix(format!(".{suffix}")));
+        }
+    } else if valid_label(&host) && !host.contains(':') {
+        return Some(HostMatch::Exact(host));
+    }
+    c.error(
+        h.span(),
+        at,
+        format!("\"{}\" is not a host name or wildcard", h.get_ref()),
+        Some("use an exact name (\"api.example.com\"), a leading wildcard (\"*.example.com\") or \"*\"; leave the port out".into()),
+    );
+    None
+}
+
+fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<ClusterConfig> {
+    let at = format!("clusters[{i}]");
+    let policy = policy(c, s, &at);
+    let protocol = match &s.protocol {
+        None => Some(UpstreamProtocol::Http1),
+        Some(p) => match p.get_ref().as_str() {
+            "http1" => Some(UpstreamProtocol::Http1),
+            "http2" => Some(UpstreamProtocol::Http2),
+            other => {
+                c.error(
+                    p.span(),
+                    format!("{at}.protocol"),
+                    format!("unknown upstream protocol \"{other}\""),
+                    Some("use \"http1\" (HTTP/1.1 keep-alive pool) or \"http2\" (cleartext HTTP/2, multiplexed)".into()),
+                );
+                None
+            }
+        },
+    };
+    let connect_timeout = duration(
+        c,
+        &s.connect_timeout,
+        &format!("{at}.connect_timeout"),
+        defaults::CONNECT_TIMEOUT,
+    );
+    let request_timeout = duration(
+        c,
+        &s.request_timeout,
+        &format!("{at}.request_timeout"),
+        defaults::REQUEST_TIMEOUT,
+    );
+    let idle_timeout = duration(
+        c,
+        &s.idle_timeout,
+        &format!("{at}.idle_timeout"),
+        defaults::UPSTREAM_IDLE_TIMEOUT,
+    );
+    if s.endpoints.get_ref().is_empty() {
+        c.error(
+            s.endpoints.span(),
+            format!("{at}.endpoints"),
+            format!("cluster \"{}\" has no endpoints", s.name.get_ref()),
+            Some("add at least one endpoint: endpoints = [{ address = \"10.0.0.1:8080\" }]".into()),
+        );
+    }
+    let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut endpoints = Vec::new();
+    for (j, e) in s.endpoints.get_ref().iter().enumerate() {
+        let ep = endpoint(c, &format!("{at}.endpoints[{j}]"), e);
+        if let Some(ep) = &ep
+            && let Some(first) = seen.insert(ep.address, j)
+        {
+            c.error(
+                e.address.span(),
+                format!("{at}.endpoints[{j}].address"),
+                format!(
+                    "{} is listed twice in this cluster (also endpoints[{first}])",
+                    ep.address
+                ),
+                Some("remove the duplicate; to send it more traffic, raise its weight".into()),
+            );
+        }
+        endpoints.push(ep);
+    }
+    let health_check = s
+        .health_check
+        .as_ref()
+        .map(|h| health_check(c, &format!("{at}.health_check"), h.get_ref()));
+    Some(ClusterConfig {
+        name: s.name.get_ref().clone(),
+        policy: policy?,
+        protocol: protocol?,
+        connect_timeout: connect_timeout?,
+        request_timeout: request_timeout?,
+        idle_timeout: idle_timeout?,
+        endpoints: endpoints.into_iter().collect::<Option<_>>()?,
+        health_check: match health_check {
+            None => None,
+            Some(h) => Some(h?),
+        },
+    })
+}
+
+fn policy(c: &mut Collector<'_>, s: &ClusterSection, at: &str) -> Option<Policy> {
+    let choice_count = match &s.choice_count {
+        None => Some(defaults::CHOICE_COUNT),
+        Some(n) if (2..=100).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+        Some(n) => {
+            c.error(
+                n.span(),
+                format!("{at}.choice_count"),
+                format!("choice_count {} is out of range", n.get_ref()),
+                Some("use 2 (power of two choices, the default) up to 100".into()),
+            );
+            None
+        }
+    };
+    let name = s
+        .policy
+        .as_ref()
+        .map_or("round_robin", |p| p.get_ref().as_str());
+    let policy = match name {
+        "round_robin" => Policy::RoundRobin,
+        "weighted_round_robin" => Policy::WeightedRoundRobin,
+        "random" => Policy::Random,
+        "least_request" => Policy::LeastRequest {
+            choice_count: choice_count?,
+        },
+        other => {
+            let help = match did_you_mean(other, POLICIES) {
+                Some(m) => format!("did you mean \"{m}\"?"),
+                None => format!("use one of: {}", POLICIES.join(", ")),
+            };
+            let span = s.policy.as_ref().map_or(0..0, |p| p.span());
+            c.error(
+                span,
+                format!("{at}.policy"),
+                format!("unknown balancing policy \"{other}\""),
+                Some(help),
+            );
+            return None;
+        }
+    };
+    if let (Some(n), false) = (
+        &s.choice_count,
+        matches!(policy, Policy::LeastRequest { .. }),
+    ) {
+        c.error(
+            n.span(),
+            format!("{at}.choice_count"),
+            format!("choice_count only applies to policy \"least_request\", not \"{name}\""),
+            Some("remove choice_count, or set policy = \"least_request\"".into()),
+        );
+        return None;
+    }
+    Some(policy)
+}
+
+fn endpoint(c: &mut Collector<'_>, at: &str, s: &EndpointSection) -> Option<EndpointConfig> {
+    let address = socket_addr(c, &s.address, &format!("{at}.address"), true);
+    let weight = match &s.weight {
+        None => Some(1),
+        Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => Some(*w.get_ref() as u32),
+        Some(w) => {
+            let help = if *w.get_ref() == 0 {
+                "weights start at 1; to take an endpoint out of rotation, remove it (draining comes with hot reload)".to_string()
+            } else {
+                format!("use a weight from 1 to {MAX_WEIGHT}")
+            };
+            c.error(
+                w.span(),
+                format!("{at}.weight"),
+                format!("weight {} is out of range", w.get_ref()),
+                Some(help),
+            );
+            None
+        }
+    };
+    Some(EndpointConfig {
+        address: address?,
+        weight: weight?,
+        zone: s.zone.as_ref().map(|z| z.get_ref().clone()),
+    })
+}
+
+fn health_check(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: &HealthCheckSection,
+) -> Option<HealthCheckConfig> {
+    let interval = duration(
+        c,
+        &s.interval,
+        &format!("{at}.interval"),
+        defaults::HC_INTERVAL,
+    );
+    let jitter = duration(c, &s.jitter, &format!("{at}.jitter"), defaults::HC_JITTER);
+    let timeout = duration(
+        c,
+        &s.timeout,
+        &format!("{at}.timeout"),
+        defaults::HC_TIMEOUT,
+    );
+    for (d, name) in [(&interval, "interval"), (&timeout, "timeout")] {
+        if *d == Some(Duration::ZERO) {
+            let span = if name == "interval" {
+                &s.interval
+            } else {
+                &s.timeout
+            };
+            c.error(
+                span.as_ref().map_or(0..0, |s| s.span()),
+                format!("{at}.{name}"),
+                format!("health check {name} must be longer than zero"),
+                Some("use a value such as \"2s\"".into()),
+            );
+        }
+    }
+    let healthy = threshold(
+        c,
+        &s.healthy_threshold,
+        &format!("{at}.healthy_threshold"),
+        defaults::HC_HEALTHY_THRESHOLD,
+    );
+    let unhealthy = threshold(
+        c,
+        &s.unhealthy_threshold,
+        &format!("{at}.unhealthy_threshold"),
+        defaults::HC_UNHEALTHY_THRESHOLD,
+    );
+    let kind = match s.kind.as_ref().map_or("http", |k| k.get_ref().as_str()) {
+        "tcp" => {
+            for (field, present) in [
+                ("path", s.path.is_some()),
+                ("method", s.method.is_some()),
+                ("host", s.host.is_some()),
+                ("expected_statuses", s.expected_statuses.is_some()),
+            ] {
+                if present {
+                    c.error(
+                        s.kind.as_ref().map_or(0..0, |k| k.span()),
+                        format!("{at}.{field}"),
+                        format!("{field} only applies to HTTP health checks, and this one is type = \"tcp\""),
+                        Some(format!("remove {field}, or set type = \"http\"")),
+                    );
+                }
+            }
+            Some(HealthCheckKind::Tcp)
+        }
+        "http" => http_check(c, at, s),
+        other => {
+            c.error(
+                s.kind.as_ref().map_or(0..0, |k| k.span()),
+                format!("{at}.type"),
+                format!("unknown health check type \"{other}\""),
+                Some("use \"http\" or \"tcp\"".into()),
+            );
+            None
+        }
+    };
+    Some(HealthCheckConfig {
+        kind: kind?,
+        interval: interval?,
+        jitter: jitter?,
+        timeout: timeout?,
+        healthy_threshold: healthy?,
+        unhealthy_threshold: unhealthy?,
+    })
+}
+
+fn http_check(c: &mut Collector<'_>, at: &str, s: &HealthCheckSection) -> Option<HealthCheckKind> {
+    let path = s
+        .path
+        .as_ref()
+        .map_or(defaults::HC_PATH.to_string(), |p| p.get_ref().clone());
+    if !path.starts_with('/') {
+        let span = s.path.as_ref().map_or(0..0, |p| p.span());
+        c.error(
+            span,
+            format!("{at}.path"),
+            format!("health check path \"{path}\" does not start with \"/\""),
+            None,
+        );
+    }
+    let method = s
+        .method
+        .as_ref()
+        .map_or(defaults::HC_METHOD.to_string(), |m| m.get_ref().clone());
+    if http::Method::from_bytes(method.as_bytes()).is_err()
+        || method.chars().any(|ch| ch.is_ascii_lowercase())
+    {
+        let span = s.method.as_ref().map_or(0..0, |m| m.span());
+        c.error(
+            span,
+            format!("{at}.method"),
+            format!("\"{method}\" is not an HTTP method"),
+            Some("use GET or HEAD".into()),
+        );
+    }
+    let mut statuses = Vec::new();
+    match &s.expected_statuses {
+        None => statuses.push(parse_status_range(defaults::HC_EXPECTED_STATUSES)),
+        Some(list) if list.get_ref().is_empty() => {
+            c.error(
+                list.span(),
+                format!("{at}.expected_statuses"),
+                "the list is empty, so every check would fail",
+                Some("use for example [\"200-399\"]".into()),
+            );
+        }
+        Some(list) => {
+            for (k, r) in list.get_ref().iter().enumerate() {
+                let parsed = parse_status_range(r.get_ref());
+                if parsed.is_none() {
+                    c.error(
+                        r.span(),
+                        format!("{at}.expected_statuses[{k}]"),
+                        format!("\"{}\" is not a status code or range", r.get_ref()),
+                        Some("write a code (\"200\") or an inclusive range (\"200-399\") within 100-599".into()),
+                    );
+                }
+                statuses.push(parsed);
+            }
+        }
+    }
+    Some(HealthCheckKind::Http {
+        method,
+        path,
+        host: s.host.as_ref().map(|h| h.get_ref().clone()),
+        expected_statuses: statuses.into_iter().collect::<Option<_>>()?,
+    })
+}
+
+fn parse_status_range(s: &str) -> Option<StatusRange> {
+    let (low, high) = match s.split_once('-') {
+        Some((l, h)) => (l.trim().parse().ok()?, h.trim().parse().ok()?),
+        None => {
+            let v = s.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&low) && (100..=599).contains(&high) && low <= high)
+        .then_some(StatusRange { low, high })
+}
+
+fn threshold(
+    c: &mut Collector<'_>,
+    v: &Option<Spanned<i64>>,
+    at: &str,
+    default: u32,
+) -> Option<u32> {
+    match v {
+        None => Some(default),
+        Some(n) if (1..=1000).contains(n.get_ref()) => Some(*n.get_ref() as u32),
+        Some(n) => {
+            c.error(
+                n.span(),
+                at,
+                format!("threshold {} is out of range", n.get_ref()),
+                Some("use a count from 1 to 1000".into()),
+            );
+            None
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s.find(|ch: char| !ch.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
+        "h" => Some(Duration::from_secs(n.checked_mul(3600)?)),
+        _ => None,
+    }
+}
+
+fn duration(
+    c: &mut Collector<'_>,
+    v: &Option<Spanned<String>>,
+    at: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(v) = v else { return Some(default) };
+    let parsed = parse_duration(v.get_ref());
+    if parsed.is_none() {
+        c.error(
+            v.span(),
+            at,
+            format!("\"{}\" is not a duration", v.get_ref()),
+            Some("write a whole number and a unit: \"250ms\", \"5s\", \"2m\" or \"1h\"".into()),
+        );
+    }
+    parsed
+}
+
+fn socket_addr(
+    c: &mut Collector<'_>,
+    v: &Spanned<String>,
+    at: &str,
+    resolve: bool,
+) -> Option<SocketAddr> {
+    let text = v.get_ref();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    // Host names are resolved once, at load (like HAProxy's `init-addr libc`).
+    let resolved = if resolve && text.contains(':') {
+        text.to_socket_addrs().ok().and_then(|mut a| a.next())
+    } else {
+        None
+    };
+    if resolved.is_none() {
+        let help = if resolve {
+            "write IP:PORT (\"10.0.0.1:8080\", \"[::1]:8080\") or a resolvable HOST:PORT"
+        } else {
+            "write IP:PORT, for example \"127.0.0.1:8080\" or \"[::]:8080\""
+        };
+        c.error(
+            v.span(),
+            at,
+            format!("\"{text}\" is not a valid address"),
+            Some(help.into()),
+        );
+    }
+    resolved
+}
+
+fn unique_names<'s>(
+    c: &mut Collector<'_>,
+    names: impl Iterator<Item = &'s Spanned<String>>,
+    section: &str,
+    what: &str,
+) -> HashMap<&'s str, usize> {
+    let mut seen: HashMap<&'s str, usize> = HashMap::new();
+    for (i, name) in names.enumerate() {
+        if name.get_ref().is_empty() {
+            c.error(
+                name.span(),
+                format!("{section}[{i}].name"),
+                format!("the {what} name is empty"),
+                Some("give it a short unique name".into()),
+            );
+            continue;
+        }
+        if let Some(first) = seen.get(name.get_ref().as_str()) {
+            c.error(
+                name.span(),
+                format!("{section}[{i}].name"),
+                format!(
+                    "{what} name \"{}\" is already used by {section}[{first}]",
+                    name.get_ref()
+                ),
+                Some(format!("{what} names must be unique; rename one of them")),
+            );
+        } else {
+            seen.insert(name.get_ref(), i);
+        }
+    }
+    seen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(
+            parse_status_range("200"),
+            Some(StatusRange {
+                low: 200,
+                high: 200
+            })
+        );
+        assert_eq!(
+            parse_status_range("200-399"),
+            Some(StatusRange {
+                low: 200,
+                high: 399
+            })
+        );
+        assert_eq!(parse_status_range("399-200"), None);
+        assert_eq!(parse_status_range("700"), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! The one place where a failure to proxy becomes a response: status, a short
+//! plain-text body naming the cause, the machine-readable `x-fulcrum-reason`
+//! header, and the metric label. One exhaustive `match`, so a new failure
+//! cannot be added without deciding all four.
+
+use http::{HeaderValue, Response, StatusCode};
+
+use super::body::ProxyBody;
+
+/// Response header carrying the reason of a locally generated error.
+pub const REASON_HEADER: &str = "x-fulcrum-reason";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches host and path")]
+    NoRoute,
+    #[error("no healthy endpoint in cluster {cluster}")]
+    NoHealthyUpstream { cluster: String },
+    #[error("could not connect to {endpoint}: {detail}")]
+    ConnectFailure { endpoint: String, detail: String },
+    #[error("{endpoint} closed or reset the connection before responding: {detail}")]
+    UpstreamReset { endpoint: String, detail: String },
+    #[error("{endpoint} did not respond within {timeout_ms} ms")]
+    UpstreamTimeout { endpoint: String, timeout_ms: u128 },
+    #[error("the request cannot be forwarded: {0}")]
+    BadRequest(String),
+}
+
+impl ProxyError {
+    /// Status, reason label (also the metric label) and a hint for the body.
+    pub fn classify(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ProxyError::NoHealthyUpstream { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "no_healthy_upstream")
+            }
+            ProxyError::ConnectFailure { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_connect_failure")
+            }
+            ProxyError::UpstreamReset { .. } => (StatusCode::BAD_GATEWAY, "upstream_reset"),
+            ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        }
+    }
+
+    pub fn into_response(self) -> Response<ProxyBody> {
+        let (status, reason) = self.classify();
+        let mut resp = Response::new(ProxyBody::local(format!("{self}\n")));
+        *resp.status_mut() = status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(REASON_HEADER, HeaderValue::from_static(reason));
+        resp
+    }
+}

@@ -1,0 +1,11 @@
+//! The L7 data path: downstream connections (`server`), the per-request proxy
+//! logic (`proxy`), header hygiene (`headers`), local error replies (`error`),
+//! upstream pools (`upstream`) and the response body that carries accounting
+//! (`body`).
+
+pub mod body;
+pub mod error;
+pub mod headers;
+pub mod proxy;
+pub mod server;
+pub mod upstream;

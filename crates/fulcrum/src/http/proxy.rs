@@ -1,0 +1,187 @@
+//! One request through the proxy: route -> cluster -> balancer -> endpoint ->
+//! upstream pool, then the response streams back. Failures become responses in
+//! exactly one place ([`ProxyError::into_response`]).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::body::ProxyBody;
+use super::error::ProxyError;
+use super::headers;
+use super::upstream::UpstreamClient;
+use crate::cluster::{ActiveRequest, Cluster, Endpoint};
+use crate::config::UpstreamProtocol;
+use crate::runtime::snapshot::{ListenerState, Snapshot};
+use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
+
+/// What every request on one downstream connection shares.
+pub struct ConnContext {
+    pub snapshot: Arc<Snapshot>,
+    pub listener: Arc<ListenerState>,
+    /// This worker's upstream pools, indexed like `snapshot.clusters`.
+    pub clients: Arc<[UpstreamClient]>,
+    pub peer: SocketAddr,
+}
+
+pub async fn handle(
+    cx: Arc<ConnContext>,
+    mut req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let mut resp = match forward(&cx, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, listener = %cx.listener.config.name, "local reply");
+            e.into_response()
+        }
+    };
+    resp.headers_mut()
+        .insert(headers::X_REQUEST_ID.clone(), request_id);
+    cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
+    Ok(resp)
+}
+
+async fn forward(
+    cx: &ConnContext,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let host = req.headers().get(HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let route = cx
+        .listener
+        .router
+        .route(
+            host.as_ref().and_then(|h| h.to_str().ok()),
+            req.uri().path(),
+        )
+        .ok_or(ProxyError::NoRoute)?;
+    let cluster = cx
+        .snapshot
+        .clusters
+        .get(route.cluster_index)
+        .ok_or(ProxyError::NoRoute)?;
+    let client = cx
+        .clients
+        .get(route.cluster_index)
+        .ok_or(ProxyError::NoRoute)?;
+    let result = send(cx, cluster, client, req, host).await;
+    if let Err(e) = &result {
+        let (_, reason) = e.classify();
+        cx.snapshot
+            .metrics
+            .upstream_errors
+            .get_or_create(&ClusterReasonLabels {
+                cluster: cluster.name().to_string(),
+                reason,
+            })
+            .inc();
+    }
+    result
+}
+
+async fn send(
+    cx: &ConnContext,
+    cluster: &Cluster,
+    client: &UpstreamClient,
+    req: Request<Incoming>,
+    host: Option<HeaderValue>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let endpoint = cluster
+        .pick(fastrand::u64(..))
+        .ok_or_else(|| ProxyError::NoHealthyUpstream {
+            cluster: cluster.name().to_string(),
+        })?
+        .clone();
+    let active = ActiveRequest::start(endpoint.clone());
+    let upstream_req = upstream_request(req, &endpoint, cluster.config.protocol, cx.peer, host)?;
+    let timeout = cluster.config.request_timeout;
+    let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => return Err(upstream_failure(&endpoint, &e)),
+        Err(_) => {
+            return Err(ProxyError::UpstreamTimeout {
+                endpoint: endpoint.label.clone(),
+                timeout_ms: timeout.as_millis(),
+            });
+        }
+    };
+    active.record_status(resp.status().as_u16());
+    let (mut parts, body) = resp.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::Upstream {
+            body,
+            active: Some(active),
+        },
+    ))
+}
+
+/// Rewrites a downstream request for the chosen endpoint.
+fn upstream_request(
+    req: Request<Incoming>,
+    endpoint: &Endpoint,
+    protocol: UpstreamProtocol,
+    peer: SocketAddr,
+    host: Option<HeaderValue>,
+) -> Result<Request<Incoming>, ProxyError> {
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(endpoint.authority.clone())
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    parts.version = match protocol {
+        UpstreamProtocol::Http1 => Version::HTTP_11,
+        UpstreamProtocol::Http2 => Version::HTTP_2,
+    };
+    headers::remove_hop_by_hop(&mut parts.headers);
+    headers::set_forwarded(&mut parts.headers, peer.ip(), host.as_ref());
+    // An HTTP/2 client sends :authority instead of Host; the upstream still needs the original host.
+    if let Some(host) = host {
+        parts.headers.entry(HOST).or_insert(host);
+    }
+    Ok(Request::from_parts(parts, body))
+}
+
+fn upstream_failure(endpoint: &Endpoint, e: &hyper_util::client::legacy::Error) -> ProxyError {
+    let detail = error_chain(e);
+    if e.is_connect() {
+        ProxyError::ConnectFailure {
+            endpoint: endpoint.label.clone(),
+            detail,
+        }
+    } else {
+        ProxyError::UpstreamReset {
+            endpoint: endpoint.label.clone(),
+            detail,
+        }
+    }
+}
+
+/// The innermost cause is the useful part ("Connection refused"), so report the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

@@ -1,0 +1,14 @@
+//! fulcrum: an L4/L7 load balancer.
+//!
+//! Data flows one way: listener -> route -> cluster -> balancer -> endpoint.
+//! See `docs/architecture.md` for the map of modules.
+
+pub mod admin;
+pub mod cluster;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod listener;
+pub mod route;
+pub mod runtime;
+pub mod telemetry;

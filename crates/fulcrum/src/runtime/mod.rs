@@ -1,0 +1,176 @@
+//! Process lifecycle: bind sockets, start the worker threads and the control
+//! thread, wait for SIGTERM/SIGINT, drain, exit.
+//!
+//! Workers each run a single-threaded tokio runtime with their own listening
+//! sockets and upstream pools (no work stealing, no shared pools). The control
+//! thread runs health checks and the admin server on its own runtime, so
+//! neither can stall the data path.
+
+pub mod snapshot;
+mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::telemetry::metrics::Metrics;
+use snapshot::Snapshot;
+
+/// State shared by workers, the control thread and the admin API.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Arc<Metrics>,
+    /// Set once every listener is bound and the workers run.
+    pub ready: AtomicBool,
+    /// Set when shutdown begins: `/ready` turns 503 so load balancers in front stop sending.
+    pub draining: AtomicBool,
+}
+
+/// Where the server ended up listening (ports may have been 0 in the config).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: SocketAddr,
+}
+
+/// Runs until SIGTERM or SIGINT, then drains and returns.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let workers = config.runtime.workers;
+    let drain_timeout = config.runtime.drain_timeout;
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone(), metrics.clone())),
+        metrics,
+        ready: AtomicBool::new(false),
+        draining: AtomicBool::new(false),
+    });
+
+    // Bind everything before starting any thread, so a busy port fails the start cleanly.
+    let mut per_listener = Vec::new();
+    let mut bound = Bound {
+        listeners: Vec::new(),
+        admin: config.admin.address,
+    };
+    for l in &config.listeners {
+        let sockets = crate::listener::bind_reuseport(l.address, workers).with_context(|| {
+            format!(
+                "cannot listen on {} for listener \"{}\"; is another process using that port? Pick another address or stop that process",
+                l.address, l.name
+            )
+        })?;
+        bound
+            .listeners
+            .push((l.name.clone(), sockets[0].local_addr()?));
+        per_listener.push(sockets);
+    }
+    let admin = crate::listener::bind_single(config.admin.address).with_context(|| {
+        format!(
+            "cannot listen on {} for the admin server; set [admin] address to a free port",
+            config.admin.address
+        )
+    })?;
+    bound.admin = admin.local_addr()?;
+    announce(&bound);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut threads = Vec::new();
+    for id in 0..workers {
+        let sockets: Vec<_> = per_listener
+            .iter_mut()
+            .map(|s| s.pop())
+            .collect::<Option<_>>()
+            .context("socket per worker")?;
+        let shared = shared.clone();
+        let rx = shutdown_rx.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("fulcrum-worker-{id}"))
+                .spawn(move || worker::run(id, sockets, shared, rx, drain_timeout))?,
+        );
+    }
+    let (control_stop_tx, control_stop_rx) = watch::channel(false);
+    let control = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("fulcrum-control".into())
+            .spawn(move || control(admin, shared, control_stop_rx))?
+    };
+    shared.ready.store(true, Ordering::SeqCst);
+    tracing::info!(workers, "fulcrum is ready");
+
+    wait_for_signal()?;
+    shared.draining.store(true, Ordering::SeqCst);
+    tracing::info!(
+        ?drain_timeout,
+        "shutting down: stopped accepting, draining in-flight requests"
+    );
+    let _ = shutdown_tx.send(true);
+    for t in threads {
+        if t.join().is_err() {
+            tracing::error!("a worker thread panicked during shutdown");
+        }
+    }
+    let _ = control_stop_tx.send(true);
+    let _ = control.join();
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// Machine-readable start lines on stdout: tests and scripts read the bound ports here.
+fn announce(bound: &Bound) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for (name, addr) in &bound.listeners {
+        let _ = writeln!(out, "fulcrum: listener {name} on http://{addr}");
+    }
+    let _ = writeln!(out, "fulcrum: admin on http://{}", bound.admin);
+    let _ = out.flush();
+}
+
+fn control(admin: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the control runtime; health checks and admin are off");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let snapshot = shared.snapshot.load_full();
+        crate::cluster::health::spawn_all(&snapshot.clusters, &shared.metrics);
+        match tokio::net::TcpListener::from_std(admin) {
+            Ok(listener) => {
+                tokio::spawn(crate::admin::serve(listener, shared.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "admin listener unusable"),
+        }
+        let _ = stop.changed().await;
+    });
+    // Dropping the runtime cancels the health-check and admin tasks.
+    rt.shutdown_timeout(Duration::from_millis(100));
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,462 @@
+//! Shared test harness: real backends (including faulty ones) on loopback, the
+//! real `fulcrum` binary started from a config, and a real HTTP client.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+
+/// How a test backend behaves. Each is a real server on a real socket.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    /// 200 with the backend's name; `/upload` counts the request body,
+    /// `/download/N` streams N bytes, `/status/N` answers status N,
+    /// `/delay/MS` waits before answering.
+    Echo,
+    /// Like Echo but every request waits this long first.
+    Delay(Duration),
+    /// Accepts, reads the request, then resets the connection (RST).
+    Reset,
+    /// Accepts and reads but never answers.
+    BlackHole,
+}
+
+/// One request as a backend saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Requests that reached the backend and have not been answered yet.
+    pub in_flight: Arc<AtomicUsize>,
+    behavior: Behavior,
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start(name: &str, behavior: Behavior) -> Backend {
+        Self::start_at(name, behavior, "127.0.0.1:0".parse().unwrap())
+    }
+
+    pub fn start_at(name: &str, behavior: Behavior, addr: SocketAddr) -> Backend {
+        let listener = std::net::TcpListener::bind(addr).expect("bind backend");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let state = BackendState {
+            name: name.to_string(),
+            behavior: behavior.clone(),
+            hits: hits.clone(),
+            seen: seen.clone(),
+            in_flight: in_flight.clone(),
+        };
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let state = Arc::new(state);
+                let accept = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        tokio::spawn(serve_conn(stream, state.clone()));
+                    }
+                };
+                let stop = tokio::task::spawn_blocking(move || {
+                    let _ = stop_rx.recv();
+                });
+                tokio::select! {
+                    _ = accept => {},
+                    _ = stop => {},
+                }
+            });
+            // Dropping the runtime closes the listener and every connection.
+            rt.shutdown_background();
+        });
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            seen,
+            in_flight,
+            behavior,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the server: its port refuses connections afterwards.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Starts the same backend again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let again = Backend::start_at(&self.name, self.behavior.clone(), self.addr);
+        *self = again;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct BackendState {
+    name: String,
+    behavior: Behavior,
+    hits: Arc<AtomicUsize>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn serve_conn(stream: tokio::net::TcpStream, state: Arc<BackendState>) {
+    match state.behavior {
+        Behavior::Reset => {
+            let mut buf = [0u8; 4096];
+            let _ = stream.readable().await;
+            let _ = stream.try_read(&mut buf);
+            state.hits.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+        Behavior::BlackHole => {
+            state.hits.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            loop {
+                if stream.readable().await.is_err() {
+                    return;
+                }
+                match stream.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        }
+        Behavior::Echo | Behavior::Delay(_) => {
+            let service = service_fn(move |req| handle(state.clone(), req));
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    }
+}
+
+async fn handle(
+    state: Arc<BackendState>,
+    req: Request<Incoming>,
+) -> Result<Response<BoxBody>, Infallible> {
+    state.hits.fetch_add(1, Ordering::SeqCst);
+    state.in_flight.fetch_add(1, Ordering::SeqCst);
+    let path = req.uri().path().to_string();
+    state.seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        path: path.clone(),
+        headers: req.headers().clone(),
+    });
+    if let Behavior::Delay(d) = state.behavior {
+        tokio::time::sleep(d).await;
+    }
+    let mut status = StatusCode::OK;
+    let body: BoxBody = if path == "/upload" {
+        let mut total: u64 = 0;
+        let mut body = req.into_body();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(f) => total += f.data_ref().map_or(0, |d| d.len() as u64),
+                Err(_) => break,
+            }
+        }
+        Full::new(Bytes::from(format!("{total}"))).boxed()
+    } else if let Some(n) = path.strip_prefix("/download/") {
+        let total: usize = n.parse().unwrap_or(0);
+        stream_bytes(total)
+    } else if let Some(code) = path.strip_prefix("/status/") {
+        status = StatusCode::from_u16(code.parse().unwrap_or(500)).unwrap();
+        Full::new(Bytes::from(state.name.clone())).boxed()
+    } else if let Some(ms) = path.strip_prefix("/delay/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        Full::new(Bytes::from(state.name.clone())).boxed()
+    } else {
+        Full::new(Bytes::from(state.name.clone())).boxed()
+    };
+    state.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("x-backend", state.name.parse().unwrap());
+    Ok(resp)
+}
+
+/// A body of `total` bytes produced in 64 KiB chunks, never held whole.
+fn stream_bytes(total: usize) -> BoxBody {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let frames = futures_util::stream::unfold(total, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(CHUNK);
+            Some((Ok::<_, Infallible>(Frame::data(chunk.slice(..n))), left - n))
+        }
+    });
+    StreamBody::new(frames).boxed()
+}
+
+/// A body of `total` bytes for uploads, generated lazily.
+pub fn upload_body(total: usize) -> BoxBody {
+    stream_bytes(total)
+}
+
+/// The real fulcrum binary, started from a config text.
+pub struct Proxy {
+    child: Child,
+    pub listeners: HashMap<String, SocketAddr>,
+    pub admin: SocketAddr,
+    pub log: PathBuf,
+}
+
+static CONFIG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+pub fn fulcrum_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_fulcrum")
+}
+
+pub fn write_config(text: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let n = CONFIG_SEQ.fetch_add(1, Ordering::SeqCst);
+    let path = dir.join(format!("fulcrum-test-{}-{n}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Proxy {
+    pub fn start(config: &str) -> Proxy {
+        let path = write_config(config);
+        let log = path.with_extension("log");
+        let mut child = Command::new(fulcrum_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn fulcrum");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut listeners = HashMap::new();
+        // A hang guard, not a timing assertion: the proxy prints its ports at once.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let admin = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "fulcrum did not start; log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            };
+            if let Some(rest) = line.strip_prefix("fulcrum: listener ") {
+                let (name, url) = rest.split_once(" on http://").unwrap();
+                listeners.insert(name.to_string(), url.parse().unwrap());
+            } else if let Some(url) = line.strip_prefix("fulcrum: admin on http://") {
+                break url.parse().unwrap();
+            }
+        };
+        Proxy {
+            child,
+            listeners,
+            admin,
+            log,
+        }
+    }
+
+    /// The address of the listener called `name`.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners[name]
+    }
+
+    pub fn url(&self, name: &str, path: &str) -> String {
+        format!("http://{}{}", self.listener(name), path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (by PID, to this process only).
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().unwrap()
+    }
+
+    /// Peak resident memory of the proxy (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub type TestClient = Client<HttpConnector, BoxBody>;
+
+/// An HTTP/1.1 client with keep-alive.
+pub fn h1_client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// A cleartext HTTP/2 (prior knowledge) client.
+pub fn h2c_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build(HttpConnector::new())
+}
+
+/// A client that opens a new connection for every request.
+pub fn fresh_client() -> TestClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(HttpConnector::new())
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub async fn get(client: &TestClient, url: &str) -> Reply {
+    send(client, Request::get(url).body(empty()).unwrap()).await
+}
+
+pub async fn send(client: &TestClient, req: Request<BoxBody>) -> Reply {
+    let resp = client.request(req).await.expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("read body").to_bytes();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+pub fn empty() -> BoxBody {
+    Full::new(Bytes::new()).boxed()
+}
+
+/// Polls `f` until it returns true; a hang guard of 30 s, not a timing assertion.
+pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+/// GET the admin `/clusters` JSON.
+pub async fn clusters(proxy: &Proxy) -> serde_json::Value {
+    let reply = get(&h1_client(), &proxy.admin_url("/clusters")).await;
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+/// Config text with `{b0}`, `{b1}`... replaced by backend addresses.
+pub fn config_with(template: &str, backends: &[&Backend]) -> String {
+    let mut text = template.to_string();
+    for (i, b) in backends.iter().enumerate() {
+        text = text.replace(&format!("{{b{i}}}"), &b.addr.to_string());
+    }
+    text
+}
