@@ -79,7 +79,9 @@ impl Cluster {
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|&i| endpoints[i].weight).collect();
         Assignment {
-            balancer: fulcrum_balance::build(config.policy, &weights),
+            // A random start keeps many instances (and rebuilds after a health
+            // change) from all sending their next request to the first endpoint.
+            balancer: fulcrum_balance::build_seeded(config.policy, &weights, fastrand::u64(..)),
             eligible,
         }
     }

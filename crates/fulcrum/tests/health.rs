@@ -1,0 +1,143 @@
+//! Active health checks: ejection when a backend stops, return when it comes
+//! back, 503 when none is healthy, HTTP status ranges and TCP checks.
+
+mod support;
+
+use support::*;
+
+fn config(check: &str, backends: &[&Backend]) -> String {
+    let endpoints: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr))
+        .collect();
+    format!(
+        r#"
+[admin]
+address = "127.0.0.1:0"
+[runtime]
+workers = 2
+[[listeners]]
+name = "public"
+address = "127.0.0.1:0"
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [{}]
+[clusters.health_check]
+interval = "100ms"
+jitter = "0ms"
+timeout = "500ms"
+healthy_threshold = 2
+unhealthy_threshold = 2
+{check}
+"#,
+        endpoints.join(", ")
+    )
+}
+
+async fn healthy_flags(proxy: &Proxy) -> Vec<bool> {
+    clusters(proxy).await["clusters"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["healthy"].as_bool().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopped_backend_is_ejected_and_returns_after_restart() {
+    let mut a = Backend::start("a", Behavior::Echo);
+    let b = Backend::start("b", Behavior::Echo);
+    let proxy = Proxy::start(&config("type = \"http\"\npath = \"/healthz\"", &[&a, &b]));
+    let client = h1_client();
+
+    a.stop();
+    eventually("a ejected", async || {
+        healthy_flags(&proxy).await == [false, true]
+    })
+    .await;
+    let before = b.hits();
+    for _ in 0..20 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_str()),
+            (200, "b"),
+            "an ejected endpoint gets no traffic"
+        );
+    }
+    assert!(b.hits() >= before + 20);
+
+    a.restart();
+    eventually("a healthy again", async || {
+        healthy_flags(&proxy).await == [true, true]
+    })
+    .await;
+    let mut answered_by_a = 0;
+    for _ in 0..20 {
+        if get(&client, &proxy.url("public", "/")).await.body == "a" {
+            answered_by_a += 1;
+        }
+    }
+    assert_eq!(answered_by_a, 10, "round robin over both again");
+
+    let metrics = get(&client, &proxy.admin_url("/metrics")).await.body;
+    let ep = a.addr.to_string();
+    for line in [
+        format!(
+            r#"fulcrum_health_transitions_total{{cluster="app",endpoint="{ep}",result="unhealthy"}} 1"#
+        ),
+        format!(
+            r#"fulcrum_health_transitions_total{{cluster="app",endpoint="{ep}",result="healthy"}} 1"#
+        ),
+        format!(r#"fulcrum_endpoint_healthy{{cluster="app",endpoint="{ep}"}} 1"#),
+    ] {
+        assert!(metrics.contains(&line), "missing {line}\n{metrics}");
+    }
+    assert!(
+        proxy.logs().contains("endpoint failed its health checks"),
+        "{}",
+        proxy.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn all_unhealthy_is_503_with_reason() {
+    let mut a = Backend::start("a", Behavior::Echo);
+    let proxy = Proxy::start(&config("type = \"tcp\"", &[&a]));
+    a.stop();
+    eventually("a ejected", async || healthy_flags(&proxy).await == [false]).await;
+    let r = get(&h1_client(), &proxy.url("public", "/")).await;
+    assert_eq!(r.status.as_u16(), 503);
+    assert_eq!(r.header("x-fulcrum-reason"), Some("no_healthy_upstream"));
+    assert!(
+        r.body.contains("no healthy endpoint in cluster app"),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_check_fails_on_unexpected_status() {
+    let a = Backend::start("a", Behavior::Echo);
+    let b = Backend::start("b", Behavior::Echo);
+    // The backend answers /status/503 with 503: outside the expected 200-299.
+    let proxy = Proxy::start(&config(
+        "path = \"/status/503\"\nexpected_statuses = [\"200-299\"]",
+        &[&a, &b],
+    ));
+    eventually("both ejected", async || {
+        healthy_flags(&proxy).await == [false, false]
+    })
+    .await;
+    let metrics = get(&h1_client(), &proxy.admin_url("/metrics")).await.body;
+    assert!(metrics.contains(r#"result="failure"}"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tcp_check_passes_for_a_server_that_accepts() {
+    let a = Backend::start("a", Behavior::BlackHole);
+    let proxy = Proxy::start(&config("type = \"tcp\"", &[&a]));
+    eventually("checks ran", async || a.hits() >= 3).await;
+    assert_eq!(healthy_flags(&proxy).await, [true]);
+}
