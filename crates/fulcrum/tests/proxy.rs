@@ -141,3 +141,47 @@ async fn forwarding_and_request_id_headers_reach_the_backend() {
         "www.example.com"
     );
 }
+
+const IDLE: &str = r#"
+[admin]
+address = "127.0.0.1:0"
+[runtime]
+workers = 1
+[[listeners]]
+name = "public"
+address = "127.0.0.1:0"
+idle_timeout = "300ms"
+[[listeners.routes]]
+cluster = "app"
+[[clusters]]
+name = "app"
+endpoints = [{ address = "{b0}" }]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_but_busy_ones_are_not() {
+    use std::io::{Read, Write};
+    let backend = Backend::start("app", Behavior::Echo);
+    let proxy = Proxy::start(&config_with(IDLE, &[&backend]));
+
+    // A request that takes longer than the idle timeout still completes: idle means no request in flight.
+    let r = get(&h1_client(), &proxy.url("public", "/delay/800")).await;
+    assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "app"));
+
+    let addr = proxy.listener("public");
+    tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut all = Vec::new();
+        // The proxy answers, then closes the idle keep-alive connection: read_to_end sees EOF.
+        s.read_to_end(&mut all)
+            .expect("the idle connection is closed by the proxy");
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("app"), "{text}");
+    })
+    .await
+    .unwrap();
+}

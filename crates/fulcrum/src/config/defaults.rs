@@ -21,6 +21,10 @@ pub const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A client must send a complete request head within this (slowloris guard;
 /// hyper's and NGINX's `client_header_timeout` default are both in this range).
 pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// A client connection with no request in flight is closed after this
+/// (NGINX `keepalive_timeout` 75 s, Envoy's `idle_timeout` 1 h; a minute frees
+/// idle sockets sooner without hurting real keep-alive reuse).
+pub const DOWNSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Envoy's `least_request` default choice count: power of two choices.
 pub const CHOICE_COUNT: u32 = 2;
 

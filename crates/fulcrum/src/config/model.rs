@@ -37,6 +37,8 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     #[serde(serialize_with = "human_duration")]
     pub request_header_timeout: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub idle_timeout: Duration,
     pub routes: Vec<RouteConfig>,
 }
 

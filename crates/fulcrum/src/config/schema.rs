@@ -37,6 +37,7 @@ pub struct ListenerSection {
     pub address: Spanned<String>,
     pub protocol: Option<Spanned<String>>,
     pub request_header_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
 }

@@ -144,6 +144,12 @@ fn listener(
         &format!("{at}.request_header_timeout"),
         defaults::REQUEST_HEADER_TIMEOUT,
     );
+    let idle_timeout = duration(
+        c,
+        &s.idle_timeout,
+        &format!("{at}.idle_timeout"),
+        defaults::DOWNSTREAM_IDLE_TIMEOUT,
+    );
     if s.routes.is_empty() {
         c.error(
             s.name.span(),
@@ -165,6 +171,7 @@ fn listener(
         name: s.name.get_ref().clone(),
         address: address?,
         request_header_timeout: header_timeout?,
+        idle_timeout: idle_timeout?,
         routes: routes.into_iter().collect::<Option<_>>()?,
     })
 }

@@ -10,10 +10,19 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use super::activity::StreamGuard;
 use crate::cluster::ActiveRequest;
 
 #[derive(Debug)]
-pub enum ProxyBody {
+pub struct ProxyBody {
+    kind: Kind,
+    /// Keeps the request counted on its downstream connection (for the idle
+    /// timeout) until the body ends or is dropped.
+    stream: Option<StreamGuard>,
+}
+
+#[derive(Debug)]
+enum Kind {
     /// The upstream's body; `active` keeps the request counted as in flight
     /// (for least-request and metrics) until the last frame has passed.
     Upstream {
@@ -25,7 +34,24 @@ pub enum ProxyBody {
 
 impl ProxyBody {
     pub fn local(text: impl Into<Bytes>) -> Self {
-        ProxyBody::Local(Full::new(text.into()))
+        Self {
+            kind: Kind::Local(Full::new(text.into())),
+            stream: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, active: ActiveRequest) -> Self {
+        Self {
+            kind: Kind::Upstream {
+                body,
+                active: Some(active),
+            },
+            stream: None,
+        }
+    }
+
+    pub fn track(&mut self, stream: StreamGuard) {
+        self.stream = Some(stream);
     }
 }
 
@@ -37,31 +63,34 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream { body, active } => {
-                let polled = Pin::new(body).poll_frame(cx);
-                if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
-                    active.take();
-                }
-                polled
-            }
-            ProxyBody::Local(full) => Pin::new(full)
+        let this = self.get_mut();
+        let polled = match &mut this.kind {
+            Kind::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            Kind::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+        };
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // The response is over: release the accounting now, not when hyper drops the body.
+            if let Kind::Upstream { active, .. } = &mut this.kind {
+                active.take();
+            }
+            this.stream.take();
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream { body, .. } => body.is_end_stream(),
-            ProxyBody::Local(full) => full.is_end_stream(),
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Local(full) => full.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream { body, .. } => body.size_hint(),
-            ProxyBody::Local(full) => full.size_hint(),
+        match &self.kind {
+            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Local(full) => full.size_hint(),
         }
     }
 }

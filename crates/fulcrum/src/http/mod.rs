@@ -3,6 +3,7 @@
 //! upstream pools (`upstream`) and the response body that carries accounting
 //! (`body`).
 
+pub mod activity;
 pub mod body;
 pub mod error;
 pub mod headers;

@@ -11,6 +11,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
+use super::activity::Activity;
 use super::body::ProxyBody;
 use super::error::ProxyError;
 use super::headers;
@@ -27,12 +28,14 @@ pub struct ConnContext {
     /// This worker's upstream pools, indexed like `snapshot.clusters`.
     pub clients: Arc<[UpstreamClient]>,
     pub peer: SocketAddr,
+    pub activity: Arc<Activity>,
 }
 
 pub async fn handle(
     cx: Arc<ConnContext>,
     mut req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let stream = cx.activity.start();
     let request_id = headers::ensure_request_id(req.headers_mut());
     let mut resp = match forward(&cx, req).await {
         Ok(resp) => resp,
@@ -44,6 +47,7 @@ pub async fn handle(
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID.clone(), request_id);
     cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
+    resp.body_mut().track(stream);
     Ok(resp)
 }
 
@@ -119,10 +123,7 @@ async fn send(
     headers::remove_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        ProxyBody::Upstream {
-            body,
-            active: Some(active),
-        },
+        ProxyBody::upstream(body, active),
     ))
 }
 

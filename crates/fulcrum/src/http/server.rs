@@ -1,6 +1,7 @@
 //! Downstream HTTP connections: HTTP/1.1 with keep-alive and cleartext HTTP/2
 //! (prior knowledge) on the same port, told apart by the connection preface
-//! (hyper-util's auto builder).
+//! (hyper-util's auto builder). Each connection closes gracefully on drain or
+//! after `idle_timeout` with no request in flight.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,10 +9,11 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
+use super::activity::Activity;
 use super::proxy::{self, ConnContext};
 use super::upstream::UpstreamClient;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
@@ -19,6 +21,8 @@ use crate::telemetry::metrics::GaugeGuard;
 
 pub fn connection_builder(listener: &ListenerState) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper starts this timer whenever it waits for a request head, so on
+    // HTTP/1.1 it also bounds how long a keep-alive connection may sit idle.
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -28,33 +32,28 @@ pub fn connection_builder(listener: &ListenerState) -> auto::Builder<TokioExecut
     builder
 }
 
-/// Accepts connections until `shutdown` fires; each connection is watched by
-/// `graceful` so a drain can finish in-flight requests.
-pub async fn accept_loop(
-    listener: TcpListener,
-    snapshot: Arc<Snapshot>,
-    state: Arc<ListenerState>,
-    clients: Arc<[UpstreamClient]>,
-    graceful: Arc<GracefulShutdown>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let builder = Arc::new(connection_builder(&state));
+/// What every connection of one listener on one worker shares.
+pub struct Acceptor {
+    pub snapshot: Arc<Snapshot>,
+    pub state: Arc<ListenerState>,
+    pub clients: Arc<[UpstreamClient]>,
+    /// Tracks every connection task so a drain can wait for them.
+    pub connections: TaskTracker,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Accepts connections until shutdown begins.
+pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
+    let builder = Arc::new(connection_builder(&acceptor.state));
+    let mut shutdown = acceptor.shutdown.clone();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let cx = Arc::new(ConnContext {
-                        snapshot: snapshot.clone(),
-                        listener: state.clone(),
-                        clients: clients.clone(),
-                        peer,
-                    });
-                    serve(stream, peer, cx, &builder, &graceful);
-                }
+                Ok((stream, peer)) => serve(stream, peer, &acceptor, &builder),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(listener = %state.config.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %acceptor.state.config.name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -65,20 +64,41 @@ pub async fn accept_loop(
 fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    cx: Arc<ConnContext>,
-    builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    acceptor: &Acceptor,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
 ) {
     let _ = stream.set_nodelay(true);
-    let metrics = &cx.listener.metrics;
+    let metrics = &acceptor.state.metrics;
     metrics.connections.inc();
     let open = GaugeGuard::new(&metrics.active_connections);
-    let service = service_fn(move |req| proxy::handle(cx.clone(), req));
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .into_owned();
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
+    let activity = Arc::new(Activity::new());
+    let cx = Arc::new(ConnContext {
+        snapshot: acceptor.snapshot.clone(),
+        listener: acceptor.state.clone(),
+        clients: acceptor.clients.clone(),
+        peer,
+        activity: activity.clone(),
+    });
+    let idle_timeout = acceptor.state.config.idle_timeout;
+    let mut shutdown = acceptor.shutdown.clone();
+    let builder = builder.clone();
+    acceptor.connections.spawn(async move {
+        let service = service_fn(move |req| proxy::handle(cx.clone(), req));
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let why = tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+                }
+                return drop(open);
+            }
+            _ = shutdown.changed() => "drain",
+            _ = activity.idle(idle_timeout) => "idle timeout",
+        };
+        tracing::debug!(%peer, why, "closing downstream connection gracefully");
+        // HTTP/1.1: finish the request in flight, then close; HTTP/2: GOAWAY, finish open streams.
+        conn.as_mut().graceful_shutdown();
         if let Err(e) = conn.await {
             tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
         }

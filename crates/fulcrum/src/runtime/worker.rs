@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use super::Shared;
-use crate::http::server::accept_loop;
+use crate::http::server::{Acceptor, accept_loop};
 use crate::http::upstream::{UpstreamClient, client_for};
 
 pub fn run(
@@ -31,7 +31,7 @@ pub fn run(
     rt.block_on(async move {
         let snapshot = shared.snapshot.load_full();
         let clients: Arc<[UpstreamClient]> = snapshot.clusters.iter().map(|c| client_for(&c.config, &shared.metrics)).collect();
-        let graceful = Arc::new(GracefulShutdown::new());
+        let connections = TaskTracker::new();
         let mut accepting = Vec::new();
         for (socket, state) in sockets.into_iter().zip(snapshot.listeners.iter()) {
             let listener = match tokio::net::TcpListener::from_std(socket) {
@@ -41,25 +41,22 @@ pub fn run(
                     continue;
                 }
             };
-            accepting.push(tokio::spawn(accept_loop(
-                listener,
-                snapshot.clone(),
-                state.clone(),
-                clients.clone(),
-                graceful.clone(),
-                shutdown.clone(),
-            )));
+            let acceptor = Acceptor {
+                snapshot: snapshot.clone(),
+                state: state.clone(),
+                clients: clients.clone(),
+                connections: connections.clone(),
+                shutdown: shutdown.clone(),
+            };
+            accepting.push(tokio::spawn(accept_loop(listener, acceptor)));
         }
         for task in accepting {
             let _ = task.await;
         }
-        // Every accept loop has ended, so this is the last reference.
-        let Ok(graceful) = Arc::try_unwrap(graceful) else {
-            tracing::error!(worker = id, "drain skipped: connection tracker still shared");
-            return;
-        };
-        let open = graceful.count();
-        if tokio::time::timeout(drain_timeout, graceful.shutdown()).await.is_err() {
+        // Accepting has stopped; every connection saw the same shutdown signal and is closing.
+        connections.close();
+        let open = connections.len();
+        if tokio::time::timeout(drain_timeout, connections.wait()).await.is_err() {
             tracing::warn!(worker = id, open, "drain timeout reached; closing remaining connections");
         }
     });
