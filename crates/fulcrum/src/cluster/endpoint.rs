@@ -103,6 +103,6 @@ impl Drop for ActiveRequest {
         self.endpoint
             .metrics
             .duration
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(self.started.elapsed());
     }
 }

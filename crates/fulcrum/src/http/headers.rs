@@ -25,53 +25,74 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers. `TE: trailers` survives (gRPC needs it end to
 /// end, and it is the one TE value HTTP/2 allows); other TE values do not.
+///
+/// Runs twice per request, so it scans the names once and touches the map only
+/// for what it found (an origin's `Connection: keep-alive` is the common case).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // Fast path: most messages carry none of these; one scan of the names is
-    // cheaper than a dozen hashed removals (this runs twice per request).
-    if !headers
-        .keys()
-        .any(|k| k == header::TE || HOP_BY_HOP.contains(k))
-    {
+    let mut found: Vec<HeaderName> = Vec::new();
+    let mut te = false;
+    for name in headers.keys() {
+        if HOP_BY_HOP.contains(name) {
+            found.push(name.clone());
+        } else if name == header::TE {
+            te = true;
+        }
+    }
+    if found.is_empty() && !te {
         return;
     }
-    // Names listed in Connection are hop-by-hop too; collect them before removing Connection.
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    // Names listed in Connection are hop-by-hop too (`keep-alive` and `close` are options, not names).
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                found.push(name);
+            }
+        }
+    }
+    for name in &found {
         headers.remove(name);
     }
-    let te_trailers = headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        });
-    headers.remove(header::TE);
-    if te_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    if te {
+        let trailers = headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+        headers.remove(header::TE);
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
+}
+
+/// `X-Forwarded-For` value for a client: computed once per connection.
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Sets the forwarding headers on a request bound upstream. `host` is the
 /// client's original host (Host header or `:authority`).
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: IpAddr, host: Option<&HeaderValue>) {
+pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
     // Append to an existing chain, as Envoy and HAProxy's `option forwardfor` do.
-    let ip = client_ip.to_string();
+    let ip = client_ip.as_bytes();
     let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
         Some(prev) if !prev.is_empty() => {
             let mut v = Vec::with_capacity(prev.len() + 2 + ip.len());
             v.extend_from_slice(prev);
             v.extend_from_slice(b", ");
-            v.extend_from_slice(ip.as_bytes());
+            v.extend_from_slice(ip);
             HeaderValue::from_bytes(&v).ok()
         }
-        _ => HeaderValue::from_str(&ip).ok(),
+        _ => Some(client_ip.clone()),
     };
     if let Some(xff) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), xff);
@@ -145,7 +166,7 @@ mod tests {
         h.insert(&X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         set_forwarded(
             &mut h,
-            "192.0.2.7".parse().unwrap(),
+            &client_ip_value("192.0.2.7".parse().unwrap()),
             Some(&HeaderValue::from_static("a.example")),
         );
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1, 192.0.2.7");

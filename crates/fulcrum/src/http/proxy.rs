@@ -28,6 +28,8 @@ pub struct ConnContext {
     /// This worker's upstream pools, indexed like `snapshot.clusters`.
     pub clients: Arc<[UpstreamClient]>,
     pub peer: SocketAddr,
+    /// `peer`'s IP as a header value, for `X-Forwarded-For`.
+    pub client_ip: HeaderValue,
     pub activity: Arc<Activity>,
 }
 
@@ -106,7 +108,8 @@ async fn send(
         })?
         .clone();
     let active = ActiveRequest::start(endpoint.clone());
-    let upstream_req = upstream_request(req, &endpoint, cluster.config.protocol, cx.peer, host)?;
+    let upstream_req =
+        upstream_request(req, &endpoint, cluster.config.protocol, &cx.client_ip, host)?;
     let timeout = cluster.config.request_timeout;
     let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
         Ok(Ok(resp)) => resp,
@@ -132,7 +135,7 @@ fn upstream_request(
     req: Request<Incoming>,
     endpoint: &Endpoint,
     protocol: UpstreamProtocol,
-    peer: SocketAddr,
+    client_ip: &HeaderValue,
     host: Option<HeaderValue>,
 ) -> Result<Request<Incoming>, ProxyError> {
     let (mut parts, body) = req.into_parts();
@@ -152,7 +155,7 @@ fn upstream_request(
         UpstreamProtocol::Http2 => Version::HTTP_2,
     };
     headers::remove_hop_by_hop(&mut parts.headers);
-    headers::set_forwarded(&mut parts.headers, peer.ip(), host.as_ref());
+    headers::set_forwarded(&mut parts.headers, client_ip, host.as_ref());
     // An HTTP/2 client sends :authority instead of Host; the upstream still needs the original host.
     if let Some(host) = host {
         parts.headers.entry(HOST).or_insert(host);

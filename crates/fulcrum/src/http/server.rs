@@ -77,6 +77,7 @@ fn serve(
         listener: acceptor.state.clone(),
         clients: acceptor.clients.clone(),
         peer,
+        client_ip: crate::http::headers::client_ip_value(peer.ip()),
         activity: activity.clone(),
     });
     let idle_timeout = acceptor.state.config.idle_timeout;

@@ -11,8 +11,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::histogram::LatencyHistogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
@@ -63,19 +64,11 @@ pub fn status_class_index(status: u16) -> usize {
     (usize::from(status / 100)).clamp(1, 5) - 1
 }
 
-fn latency_histogram() -> Histogram {
-    // 250 us .. 30 s: loopback requests land in the first buckets, timeouts in the last.
-    Histogram::new([
-        0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-        10.0, 30.0,
-    ])
-}
-
 /// Every metric family fulcrum exports.
 pub struct Metrics {
     registry: Registry,
     pub upstream_requests: Family<EndpointStatusLabels, Counter>,
-    pub upstream_request_duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    pub upstream_request_duration: Family<EndpointLabels, LatencyHistogram>,
     pub upstream_active_requests: Family<EndpointLabels, Gauge>,
     pub upstream_errors: Family<ClusterReasonLabels, Counter>,
     pub upstream_active_connections: Family<ClusterLabels, Gauge>,
@@ -99,7 +92,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("fulcrum");
         let m = Self {
             upstream_requests: Family::default(),
-            upstream_request_duration: Family::new_with_constructor(latency_histogram),
+            upstream_request_duration: Family::default(),
             upstream_active_requests: Family::default(),
             upstream_errors: Family::default(),
             upstream_active_connections: Family::default(),
@@ -188,7 +181,7 @@ impl Metrics {
 #[derive(Clone, Debug)]
 pub struct EndpointMetrics {
     pub responses: [Counter; 5],
-    pub duration: Histogram,
+    pub duration: LatencyHistogram,
     pub active_requests: Gauge,
     pub healthy: Gauge,
 }

@@ -157,9 +157,21 @@ type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 async fn serve_conn(stream: tokio::net::TcpStream, state: Arc<BackendState>) {
     match state.behavior {
         Behavior::Reset => {
+            // Read the whole request head first, so the reset comes after the
+            // request was sent (a reset on an idle connection is a different case).
+            let mut head = Vec::new();
             let mut buf = [0u8; 4096];
-            let _ = stream.readable().await;
-            let _ = stream.try_read(&mut buf);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                if stream.readable().await.is_err() {
+                    return;
+                }
+                match stream.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
             state.hits.fetch_add(1, Ordering::SeqCst);
             let _ = stream.set_zero_linger();
             drop(stream);
