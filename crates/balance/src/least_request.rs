@@ -60,7 +60,8 @@
 
 use std::cmp::Ordering;
 
-use crate::rng::{splitmix64, uniform, uniform_u64};
+use crate::rng::{splitmix64, uniform_u64};
+use crate::sampler::WeightedDraw;
 use crate::{Balancer, DEFAULT_CHOICE_COUNT, LoadView, PickContext, Policy};
 
 /// Endpoint sets up to this size are always scanned in full (see module doc).
@@ -68,10 +69,7 @@ pub const FULL_SCAN_MAX: usize = 4;
 
 #[derive(Debug)]
 pub(crate) struct LeastRequest {
-    len: usize,
-    /// Prefix sums of the weights (`cumulative[i]` = sum of weights `0..=i`)
-    /// when they are not all equal; `None` means sample uniformly.
-    cumulative: Option<Box<[u64]>>,
+    draw: WeightedDraw,
     /// Candidates sampled per pick, >= 2.
     choice_count: u32,
 }
@@ -81,21 +79,8 @@ impl LeastRequest {
     /// random), so it is raised to 2; the config layer should reject it first.
     /// A weight of 0 is treated as 1, as in [`crate::build`].
     pub(crate) fn new(weights: &[u32], choice_count: u32) -> Self {
-        let equal = weights.windows(2).all(|w| w[0].max(1) == w[1].max(1));
-        // The sum of n weights < 2^32 fits u64 for any n < 2^32, so the
-        // saturation never triggers in practice.
-        let cumulative = (!equal).then(|| {
-            weights
-                .iter()
-                .scan(0u64, |acc, &w| {
-                    *acc = acc.saturating_add(u64::from(w.max(1)));
-                    Some(*acc)
-                })
-                .collect()
-        });
         Self {
-            len: weights.len(),
-            cumulative,
+            draw: WeightedDraw::new(weights),
             choice_count: choice_count.max(DEFAULT_CHOICE_COUNT),
         }
     }
@@ -103,10 +88,7 @@ impl LeastRequest {
     /// Weight of endpoint `i`, for drawing and for scoring: 1 for all when
     /// weights are equal.
     fn weight(&self, i: usize) -> u64 {
-        match &self.cumulative {
-            None => 1,
-            Some(c) => c[i] - if i == 0 { 0 } else { c[i - 1] },
-        }
+        self.draw.weight(i)
     }
 
     /// How the load of endpoint `a` with `a_active` requests in flight
@@ -130,7 +112,7 @@ impl LeastRequest {
         // Total weight of the endpoints tied with `best` so far.
         let mut tied = self.weight(0);
         let mut r = random;
-        for i in 1..self.len {
+        for i in 1..self.draw.len() {
             let active = load.active_requests(i);
             match self.score_cmp(i, active, best, best_active) {
                 Ordering::Less => (best, best_active, tied) = (i, active, self.weight(i)),
@@ -158,11 +140,11 @@ impl LeastRequest {
     /// which is itself random in proportion to weight.
     fn sample(&self, random: u64, load: &dyn LoadView) -> usize {
         let mut r = random;
-        let mut index = self.first_draw(r);
+        let mut index = self.draw.first(r);
         let mut best = (index, load.active_requests(index));
         for _ in 1..self.choice_count {
             r = splitmix64(r);
-            index = self.next_draw(r, index);
+            index = self.draw.other(r, index);
             let active = load.active_requests(index);
             if self.score_cmp(index, active, best.0, best.1).is_lt() {
                 best = (index, active);
@@ -170,43 +152,11 @@ impl LeastRequest {
         }
         best.0
     }
-
-    /// One endpoint, uniformly or in proportion to weight.
-    fn first_draw(&self, random: u64) -> usize {
-        match &self.cumulative {
-            None => uniform(random, self.len),
-            Some(c) => {
-                let r = uniform_u64(random, c[self.len - 1]);
-                c.partition_point(|&c| c <= r)
-            }
-        }
-    }
-
-    /// One endpoint other than `previous`, uniformly or in proportion to
-    /// weight among the others, so two choices are always two distinct
-    /// endpoints. Needs `len >= 2`.
-    fn next_draw(&self, random: u64, previous: usize) -> usize {
-        match &self.cumulative {
-            // An offset in 1..n from the previous candidate.
-            None => (previous + 1 + uniform(random, self.len - 1)) % self.len,
-            Some(c) => {
-                // Draw over the total weight with `previous`'s interval
-                // [start, start + w) cut out, then shift the part above it.
-                let w = self.weight(previous);
-                let start = c[previous] - w;
-                let mut r = uniform_u64(random, c[self.len - 1] - w);
-                if r >= start {
-                    r += w;
-                }
-                c.partition_point(|&c| c <= r)
-            }
-        }
-    }
 }
 
 impl Balancer for LeastRequest {
     fn pick(&self, ctx: &PickContext<'_>) -> Option<usize> {
-        let n = self.len;
+        let n = self.draw.len();
         Some(match n {
             0 => return None,
             1 => 0,

@@ -14,11 +14,7 @@ impl LoadView for ZeroLoad {
 
 /// A pick context with `random` and no load.
 pub(crate) fn ctx(random: u64) -> PickContext<'static> {
-    PickContext {
-        random,
-        hash: None,
-        load: &ZeroLoad,
-    }
+    PickContext::new(random, &ZeroLoad)
 }
 
 /// Seeded random words: iterates `splitmix64` from a fixed seed.
@@ -60,11 +56,7 @@ pub(crate) fn counts_with(
 ) -> Vec<u64> {
     let mut counts = vec![0; len];
     for random in Seq::new(0xC0FFEE).take(n) {
-        let pick = PickContext {
-            random,
-            hash: None,
-            load,
-        };
+        let pick = PickContext::new(random, load);
         counts[lb.pick(&pick).expect("non-empty set")] += 1;
     }
     counts

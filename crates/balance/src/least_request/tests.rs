@@ -1,4 +1,5 @@
 use super::*;
+use crate::rng::uniform;
 use crate::test_util::{Seq, counts, counts_with};
 use crate::{build, round_robin::RoundRobin};
 
@@ -11,13 +12,7 @@ fn lr(weights: &[u32]) -> LeastRequest {
 fn accumulate(lb: &dyn Balancer, len: usize, n: usize) -> Vec<u64> {
     let mut active = vec![0u64; len];
     for random in Seq::new(7).take(n) {
-        let i = lb
-            .pick(&PickContext {
-                random,
-                hash: None,
-                load: &active,
-            })
-            .unwrap();
+        let i = lb.pick(&PickContext::new(random, &active)).unwrap();
         active[i] += 1;
     }
     active
@@ -39,11 +34,7 @@ fn simulate(lb: &dyn Balancer, duration: &[usize], steps: usize) -> Vec<u64> {
             active[i] -= 1;
         }
         let i = lb
-            .pick(&PickContext {
-                random: random.next().unwrap(),
-                hash: None,
-                load: &active,
-            })
+            .pick(&PickContext::new(random.next().unwrap(), &active))
             .unwrap();
         active[i] += 1;
         sent[i] += 1;
@@ -240,11 +231,7 @@ fn equal_weights_compare_raw_active_counts() {
             let lb = lr(&vec![weight; len]);
             for random in Seq::new(len as u64).take(2_000) {
                 let load: Vec<u64> = (0..len).map(|_| loads.next().unwrap() % 4).collect();
-                let ctx = PickContext {
-                    random,
-                    hash: None,
-                    load: &load,
-                };
+                let ctx = PickContext::new(random, &load);
                 assert_eq!(lb.pick(&ctx), Some(reference(len, random, &load)));
             }
         }
@@ -288,26 +275,26 @@ fn weighted_two_choices_are_distinct() {
 fn weighted_draw_boundaries() {
     // Weights {2, 1, 3}: r in 0..2 -> 0, 2..3 -> 1, 3..6 -> 2.
     let lb = lr(&[2, 1, 3]);
-    assert_eq!(lb.first_draw(0), 0);
-    assert_eq!(lb.first_draw(u64::MAX), 2);
+    assert_eq!(lb.draw.first(0), 0);
+    assert_eq!(lb.draw.first(u64::MAX), 2);
     assert_eq!((lb.weight(0), lb.weight(1), lb.weight(2)), (2, 1, 3));
     // Excluding endpoint 1 leaves 0..2 -> 0 and 2..5 -> 2.
     let next: Vec<_> = [0, u64::MAX / 2, u64::MAX]
-        .map(|r| lb.next_draw(r, 1))
+        .map(|r| lb.draw.other(r, 1))
         .into();
     assert_eq!(next, [0, 2, 2]);
     // Excluding the first or last endpoint.
-    assert_eq!(lb.next_draw(0, 0), 1);
-    assert_eq!(lb.next_draw(u64::MAX, 2), 1);
+    assert_eq!(lb.draw.other(0, 0), 1);
+    assert_eq!(lb.draw.other(u64::MAX, 2), 1);
     // Extreme weights neither overflow nor collapse.
     let lb = lr(&[u32::MAX, 1, u32::MAX]);
     assert_eq!(lb.weight(1), 1);
     for r in Seq::new(5).take(1_000) {
-        let first = lb.first_draw(r);
-        assert_ne!(lb.next_draw(r, first), first);
+        let first = lb.draw.first(r);
+        assert_ne!(lb.draw.other(r, first), first);
     }
     // Zero weights count as 1, and {0, 1} is "equal".
-    assert!(lr(&[0, 1]).cumulative.is_none());
+    assert!(lr(&[0, 1]).draw.is_uniform());
     assert_eq!(lr(&[0, 2]).weight(0), 1);
 }
 
