@@ -4,6 +4,7 @@
 //! See `docs/architecture.md` for the map of modules.
 
 pub mod admin;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod demo;

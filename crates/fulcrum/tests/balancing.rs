@@ -132,7 +132,11 @@ async fn least_request_sends_less_to_a_backend_that_holds_requests() {
     let slow = Backend::start("slow", Behavior::Delay(Duration::from_millis(100)));
     let fast1 = Backend::start("fast1", Behavior::Echo);
     let fast2 = Backend::start("fast2", Behavior::Echo);
-    for (policy, expect_fewer) in [("least_request", true), ("round_robin", false)] {
+    for (policy, expect_fewer) in [
+        ("least_request", true),
+        ("peak_ewma", true),
+        ("round_robin", false),
+    ] {
         let proxy = Proxy::start(&config(policy, &[1, 1, 1], &[&slow, &fast1, &fast2]));
         let before = (slow.hits(), fast1.hits() + fast2.hits());
         let mut tasks = Vec::new();

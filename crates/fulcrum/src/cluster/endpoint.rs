@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
+use fulcrum_balance::PeakEwma;
+
 use crate::telemetry::metrics::{EndpointMetrics, status_class_index};
 
 #[derive(Debug)]
@@ -21,6 +23,9 @@ pub struct Endpoint {
     requests_total: AtomicU64,
     healthy: AtomicBool,
     pub metrics: EndpointMetrics,
+    /// Latency estimate for `peak_ewma` clusters; owned here so it outlives
+    /// balancer rebuilds.
+    pub ewma: Option<PeakEwma>,
 }
 
 impl Endpoint {
@@ -29,6 +34,7 @@ impl Endpoint {
         weight: u32,
         zone: Option<String>,
         metrics: EndpointMetrics,
+        ewma: Option<PeakEwma>,
     ) -> Self {
         metrics.healthy.set(1);
         let label = address.to_string();
@@ -43,6 +49,7 @@ impl Endpoint {
             requests_total: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             metrics,
+            ewma,
         }
     }
 
@@ -89,8 +96,31 @@ impl ActiveRequest {
         &self.endpoint
     }
 
+    /// Counts the response and feeds the latency estimate: time to response
+    /// headers, or a failure for 5xx and 429, so an endpoint that fails fast
+    /// does not look fast to `peak_ewma`.
     pub fn record_status(&self, status: u16) {
         self.endpoint.metrics.responses[status_class_index(status)].inc();
+        if let Some(ewma) = &self.endpoint.ewma {
+            let now = crate::clock::now_ns();
+            if status >= 500 || status == 429 {
+                ewma.observe_failure(now);
+            } else {
+                let rtt = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                ewma.observe(now, rtt);
+            }
+        }
+    }
+
+    /// The request got no response (connect failure, reset, timeout).
+    pub fn record_failure(&self) {
+        if let Some(ewma) = &self.endpoint.ewma {
+            let now = crate::clock::now_ns();
+            // A slow failure (timeout) is at least as slow as it took.
+            let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            ewma.observe(now, elapsed);
+            ewma.observe_failure(now);
+        }
     }
 }
 

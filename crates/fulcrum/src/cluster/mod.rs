@@ -11,7 +11,7 @@ pub mod health;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use fulcrum_balance::{Balancer, LoadView, PickContext};
+use fulcrum_balance::{Balancer, LoadView, PeakEwma, PickContext, Policy};
 
 pub use endpoint::{ActiveRequest, Endpoint};
 
@@ -48,6 +48,13 @@ impl LoadView for EligibleLoad<'_> {
             .and_then(|&i| self.endpoints.get(i))
             .map_or(0, |e| e.active_requests())
     }
+
+    fn peak_ewma(&self, index: usize) -> Option<&PeakEwma> {
+        self.eligible
+            .get(index)
+            .and_then(|&i| self.endpoints.get(i))
+            .and_then(|e| e.ewma.as_ref())
+    }
 }
 
 impl Cluster {
@@ -57,7 +64,13 @@ impl Cluster {
             .iter()
             .map(|e| {
                 let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string());
-                Arc::new(Endpoint::new(e.address, e.weight, e.zone.clone(), m))
+                let ewma = match config.policy {
+                    Policy::PeakEwma { config, .. } => {
+                        Some(PeakEwma::new(config, crate::clock::now_ns()))
+                    }
+                    _ => None,
+                };
+                Arc::new(Endpoint::new(e.address, e.weight, e.zone.clone(), m, ewma))
             })
             .collect();
         let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
@@ -78,27 +91,34 @@ impl Cluster {
             .filter(|&i| endpoints[i].is_healthy())
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|&i| endpoints[i].weight).collect();
-        Assignment {
-            // A random start keeps many instances (and rebuilds after a health
-            // change) from all sending their next request to the first endpoint.
-            balancer: fulcrum_balance::build_seeded(config.policy, &weights, fastrand::u64(..)),
-            eligible,
-        }
+        // Hashing policies place endpoints by address, so every instance with
+        // the same endpoint set builds the same table.
+        let keys: Vec<&str> = eligible
+            .iter()
+            .map(|&i| endpoints[i].label.as_str())
+            .collect();
+        // A random start keeps many instances (and rebuilds after a health
+        // change) from all sending their next request to the first endpoint.
+        let seed = fastrand::u64(..);
+        let balancer = fulcrum_balance::build_with_keys(config.policy, &weights, &keys, seed).unwrap_or_else(|e| {
+            // Validation rejects bad parameters and duplicate addresses, so this is a bug.
+            tracing::error!(cluster = %config.name, error = %e, "cannot build the balancer; using random");
+            fulcrum_balance::build_seeded(Policy::Random, &weights, seed)
+        });
+        Assignment { balancer, eligible }
     }
 
     /// Picks an endpoint for one request; `None` when no endpoint is eligible.
     /// Lock-free: one atomic load of the assignment plus the balancer's atomics.
-    pub fn pick(&self, random: u64) -> Option<&Arc<Endpoint>> {
+    pub fn pick(&self, random: u64, hash: Option<u64>) -> Option<&Arc<Endpoint>> {
         let assignment = self.assignment.load();
         let load = EligibleLoad {
             endpoints: &self.endpoints,
             eligible: &assignment.eligible,
         };
-        let ctx = PickContext {
-            random,
-            hash: None,
-            load: &load,
-        };
+        let ctx = PickContext::new(random, &load)
+            .with_hash(hash)
+            .with_now_ns(crate::clock::now_ns());
         let index = assignment.balancer.pick(&ctx)?;
         let endpoint = *assignment.eligible.get(index)?;
         self.endpoints.get(endpoint)

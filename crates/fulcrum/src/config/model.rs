@@ -9,6 +9,8 @@ use std::time::Duration;
 use fulcrum_balance::Policy;
 use serde::{Serialize, Serializer};
 
+pub use crate::route::hash_policy::{AffinityCookie, HashPolicy, HashSource};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub admin: AdminConfig,
@@ -51,6 +53,9 @@ pub struct RouteConfig {
     /// Index of the target cluster in `Config::clusters`.
     #[serde(skip)]
     pub cluster_index: usize,
+    /// What the hashing balancers hash for requests on this route.
+    #[serde(skip_serializing_if = "HashPolicy::is_empty")]
+    pub hash_policy: HashPolicy,
 }
 
 /// How a route matches the request's host (the `Host` header or the HTTP/2

@@ -47,6 +47,26 @@ pub struct RouteSection {
     pub host: Option<Spanned<String>>,
     pub path_prefix: Option<Spanned<String>>,
     pub cluster: Spanned<String>,
+    #[serde(default)]
+    pub hash_policy: Vec<Spanned<HashSourceSection>>,
+    pub affinity_cookie: Option<Spanned<AffinityCookieSection>>,
+}
+
+/// One entry of a route's `hash_policy` list: exactly one field is set.
+#[derive(Debug, Deserialize)]
+pub struct HashSourceSection {
+    pub source_ip: Option<bool>,
+    pub header: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
+    pub query_parameter: Option<Spanned<String>>,
+    pub path: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AffinityCookieSection {
+    pub name: Spanned<String>,
+    pub ttl: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,6 +74,11 @@ pub struct ClusterSection {
     pub name: Spanned<String>,
     pub policy: Option<Spanned<String>>,
     pub choice_count: Option<Spanned<i64>>,
+    pub maglev_table_size: Option<Spanned<i64>>,
+    pub ring_min_size: Option<Spanned<i64>>,
+    pub ring_max_size: Option<Spanned<i64>>,
+    pub balance_factor: Option<Spanned<f64>>,
+    pub ewma_decay: Option<Spanned<String>>,
     pub protocol: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
@@ -94,6 +119,8 @@ pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
         ["runtime"] => fields_of::<RuntimeSection>(),
         ["listeners"] => fields_of::<ListenerSection>(),
         ["listeners", "routes"] => fields_of::<RouteSection>(),
+        ["listeners", "routes", "hash_policy"] => fields_of::<HashSourceSection>(),
+        ["listeners", "routes", "affinity_cookie"] => fields_of::<AffinityCookieSection>(),
         ["clusters"] => fields_of::<ClusterSection>(),
         ["clusters", "endpoints"] => fields_of::<EndpointSection>(),
         ["clusters", "health_check"] => fields_of::<HealthCheckSection>(),

@@ -171,7 +171,7 @@ fn choice_count_only_with_least_request() {
     let ds = errors(&GOOD.replace("name = \"api\"", "name = \"api\"\nchoice_count = 3"));
     assert_eq!(
         find(&ds, "clusters[0].choice_count").message,
-        "choice_count only applies to policy \"least_request\", not \"round_robin\""
+        "choice_count does not apply to policy \"round_robin\""
     );
 }
 
@@ -180,4 +180,71 @@ fn display_is_file_line_column_field() {
     let e = parse("conf/lb.toml", "[admin]\nadress = \"x\"\n").unwrap_err();
     let text = e.to_string();
     assert!(text.contains("error: conf/lb.toml:2:1: admin.adress: unknown field `adress`\n  help: did you mean `address`?\n"), "{text}");
+}
+
+#[test]
+fn hash_policy_entries_name_exactly_one_source() {
+    let src = GOOD.replace(
+        "cluster = \"api\"\n[[clusters]]",
+        "cluster = \"api\"\nhash_policy = [{ header = \"x-user\" }, { cookie = \"sid\", path = true }, {}, { source_ip = true }]\naffinity_cookie = { name = \"lb\", ttl = \"1h\" }\n[[clusters]]",
+    );
+    let ds = errors(&src);
+    assert_eq!(ds.len(), 2, "{ds:#?}");
+    assert_eq!(
+        find(&ds, "listeners[0].routes[0].hash_policy[1]").message,
+        "this entry names more than one hash source"
+    );
+    assert_eq!(
+        find(&ds, "listeners[0].routes[0].hash_policy[2]").message,
+        "this entry names no hash source"
+    );
+
+    let ok = GOOD.replace(
+        "cluster = \"api\"\n[[clusters]]",
+        "cluster = \"api\"\nhash_policy = [{ header = \"x-user\" }, { source_ip = true }]\naffinity_cookie = { name = \"lb\", ttl = \"1h\" }\n[[clusters]]",
+    );
+    let c = parse("t.toml", &ok).unwrap();
+    let hp = &c.listeners[0].routes[0].hash_policy;
+    assert_eq!(hp.sources.len(), 2);
+    assert_eq!(
+        hp.affinity_cookie.as_ref().unwrap().ttl,
+        Some(std::time::Duration::from_secs(3600))
+    );
+}
+
+#[test]
+fn maglev_table_size_must_be_prime_and_parameters_must_fit_the_policy() {
+    let ds = errors(&GOOD.replace(
+        "name = \"api\"",
+        "name = \"api\"\npolicy = \"maglev\"\nmaglev_table_size = 65536",
+    ));
+    let d = find(&ds, "clusters[0].policy");
+    assert!(d.message.starts_with("maglev: "), "{d:?}");
+    assert!(d.message.contains("65536"), "{d:?}");
+    let ds = errors(&GOOD.replace(
+        "name = \"api\"",
+        "name = \"api\"\nmaglev_table_size = 65537",
+    ));
+    assert_eq!(
+        find(&ds, "clusters[0].maglev_table_size").message,
+        "maglev_table_size does not apply to policy \"round_robin\""
+    );
+    let c = parse(
+        "t.toml",
+        &GOOD.replace(
+            "name = \"api\"",
+            "name = \"api\"\npolicy = \"consistent_bounded\"\nbalance_factor = 1.5",
+        ),
+    )
+    .unwrap();
+    assert_eq!(c.clusters[0].policy.name(), "consistent_bounded");
+    let c = parse(
+        "t.toml",
+        &GOOD.replace(
+            "name = \"api\"",
+            "name = \"api\"\npolicy = \"peak_ewma\"\nchoice_count = 3\newma_decay = \"5s\"",
+        ),
+    )
+    .unwrap();
+    assert_eq!(c.clusters[0].policy.name(), "peak_ewma");
 }

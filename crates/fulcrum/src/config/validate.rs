@@ -13,11 +13,16 @@ use super::diagnostic::{Collector, did_you_mean};
 use super::model::*;
 use super::schema::*;
 
-const POLICIES: [&str; 4] = [
+const POLICIES: [&str; 9] = [
     "round_robin",
     "weighted_round_robin",
     "random",
     "least_request",
+    "peak_ewma",
+    "ring_hash",
+    "maglev",
+    "consistent_bounded",
+    "rendezvous",
 ];
 const MAX_WEIGHT: i64 = 10_000;
 
@@ -221,11 +226,121 @@ fn route(
             None
         }
     };
+    let hash_policy = hash_policy(c, at, s);
     Some(RouteConfig {
         host: host?,
         path_prefix: path_prefix?,
         cluster: name.clone(),
         cluster_index: cluster_index?,
+        hash_policy: hash_policy?,
+    })
+}
+
+fn hash_policy(c: &mut Collector<'_>, at: &str, s: &RouteSection) -> Option<HashPolicy> {
+    let mut sources = Vec::new();
+    let mut ok = true;
+    for (k, entry) in s.hash_policy.iter().enumerate() {
+        let e = entry.get_ref();
+        let mut set: Vec<HashSource> = Vec::new();
+        let mut entry_ok = true;
+        if e.source_ip == Some(true) {
+            set.push(HashSource::SourceIp);
+        }
+        if e.path == Some(true) {
+            set.push(HashSource::Path);
+        }
+        if let Some(h) = &e.header {
+            match http::HeaderName::from_bytes(h.get_ref().as_bytes()) {
+                Ok(name) => set.push(HashSource::Header(name)),
+                Err(_) => {
+                    c.error(
+                        h.span(),
+                        format!("{at}.hash_policy[{k}].header"),
+                        format!("\"{}\" is not a header name", h.get_ref()),
+                        None,
+                    );
+                    entry_ok = false;
+                }
+            }
+        }
+        for (field, value) in [
+            ("cookie", &e.cookie),
+            ("query_parameter", &e.query_parameter),
+        ] {
+            if let Some(v) = value {
+                if v.get_ref().is_empty() {
+                    c.error(
+                        v.span(),
+                        format!("{at}.hash_policy[{k}].{field}"),
+                        format!("the {field} name is empty"),
+                        None,
+                    );
+                    entry_ok = false;
+                } else if field == "cookie" {
+                    set.push(HashSource::Cookie(v.get_ref().clone()));
+                } else {
+                    set.push(HashSource::QueryParameter(v.get_ref().clone()));
+                }
+            }
+        }
+        if set.len() != 1 && entry_ok {
+            c.error(
+                entry.span(),
+                format!("{at}.hash_policy[{k}]"),
+                if set.is_empty() { "this entry names no hash source".to_string() } else { "this entry names more than one hash source".to_string() },
+                Some("write one source per entry: { header = \"x-user\" }, { cookie = \"sid\" }, { query_parameter = \"u\" }, { source_ip = true } or { path = true }; entries are tried in order".into()),
+            );
+            entry_ok = false;
+        }
+        ok &= entry_ok;
+        sources.extend(set);
+    }
+    let affinity_cookie = match &s.affinity_cookie {
+        None => None,
+        Some(a) => {
+            let a_at = format!("{at}.affinity_cookie");
+            let a = a.get_ref();
+            let name = a.name.get_ref();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                c.error(
+                    a.name.span(),
+                    format!("{a_at}.name"),
+                    format!("\"{name}\" is not a usable cookie name"),
+                    Some("use letters, digits, '-' and '_'".into()),
+                );
+                ok = false;
+            }
+            let ttl = match &a.ttl {
+                None => None,
+                Some(t) => duration(c, &Some(t.clone()), &format!("{a_at}.ttl"), Duration::ZERO),
+            };
+            let path = a
+                .path
+                .as_ref()
+                .map_or_else(|| "/".to_string(), |p| p.get_ref().clone());
+            if !path.starts_with('/') || path.contains(';') {
+                c.error(
+                    a.path.as_ref().map_or(0..0, |p| p.span()),
+                    format!("{a_at}.path"),
+                    format!("\"{path}\" is not a cookie path"),
+                    Some("use a path such as \"/\"".into()),
+                );
+                ok = false;
+            }
+            Some(AffinityCookie {
+                name: name.clone(),
+                ttl,
+                path,
+            })
+        }
+    };
+    ok.then_some(HashPolicy {
+        sources,
+        affinity_cookie,
     })
 }
 
@@ -356,6 +471,10 @@ fn policy(c: &mut Collector<'_>, s: &ClusterSection, at: &str) -> Option<Policy>
         .policy
         .as_ref()
         .map_or("round_robin", |p| p.get_ref().as_str());
+    let policy_span = s.policy.as_ref().map_or(0..0, |p| p.span());
+    let uint = |v: &Option<Spanned<i64>>, default: u64| {
+        v.as_ref().map_or(default, |n| (*n.get_ref()).max(0) as u64)
+    };
     let policy = match name {
         "round_robin" => Policy::RoundRobin,
         "weighted_round_robin" => Policy::WeightedRoundRobin,
@@ -363,14 +482,60 @@ fn policy(c: &mut Collector<'_>, s: &ClusterSection, at: &str) -> Option<Policy>
         "least_request" => Policy::LeastRequest {
             choice_count: choice_count?,
         },
+        "ring_hash" => Policy::RingHash {
+            min_ring_size: uint(&s.ring_min_size, fulcrum_balance::DEFAULT_MIN_RING_SIZE),
+            max_ring_size: uint(&s.ring_max_size, fulcrum_balance::DEFAULT_MAX_RING_SIZE),
+        },
+        "maglev" => Policy::Maglev {
+            table_size: uint(
+                &s.maglev_table_size,
+                fulcrum_balance::DEFAULT_MAGLEV_TABLE_SIZE,
+            ),
+        },
+        "consistent_bounded" => Policy::ConsistentBounded {
+            balance_factor: match &s.balance_factor {
+                None => fulcrum_balance::DEFAULT_BALANCE_FACTOR,
+                Some(f)
+                    if f.get_ref().is_finite() && *f.get_ref() >= 1.0 && *f.get_ref() <= 100.0 =>
+                {
+                    (f.get_ref() * 100.0).round() as u32
+                }
+                Some(f) => {
+                    c.error(
+                        f.span(),
+                        format!("{at}.balance_factor"),
+                        format!("balance_factor {} is out of range", f.get_ref()),
+                        Some("use 1.0 or more (1.25, the default, lets an endpoint take 25% more than the average load)".into()),
+                    );
+                    return None;
+                }
+            },
+            min_ring_size: uint(&s.ring_min_size, fulcrum_balance::DEFAULT_MIN_RING_SIZE),
+            max_ring_size: uint(&s.ring_max_size, fulcrum_balance::DEFAULT_MAX_RING_SIZE),
+        },
+        "rendezvous" => Policy::Rendezvous,
+        "peak_ewma" => {
+            let mut config = fulcrum_balance::PeakEwmaConfig::DEFAULT;
+            if let Some(d) = duration(
+                c,
+                &s.ewma_decay,
+                &format!("{at}.ewma_decay"),
+                Duration::from_nanos(config.decay_ns),
+            ) {
+                config.decay_ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            }
+            Policy::PeakEwma {
+                choice_count: choice_count?,
+                config,
+            }
+        }
         other => {
             let help = match did_you_mean(other, POLICIES) {
                 Some(m) => format!("did you mean \"{m}\"?"),
                 None => format!("use one of: {}", POLICIES.join(", ")),
             };
-            let span = s.policy.as_ref().map_or(0..0, |p| p.span());
             c.error(
-                span,
+                policy_span,
                 format!("{at}.policy"),
                 format!("unknown balancing policy \"{other}\""),
                 Some(help),
@@ -378,15 +543,71 @@ fn policy(c: &mut Collector<'_>, s: &ClusterSection, at: &str) -> Option<Policy>
             return None;
         }
     };
-    if let (Some(n), false) = (
-        &s.choice_count,
-        matches!(policy, Policy::LeastRequest { .. }),
-    ) {
+    if let Err(e) = policy.validate() {
         c.error(
-            n.span(),
-            format!("{at}.choice_count"),
-            format!("choice_count only applies to policy \"least_request\", not \"{name}\""),
-            Some("remove choice_count, or set policy = \"least_request\"".into()),
+            policy_span.clone(),
+            format!("{at}.policy"),
+            format!("{name}: {e}"),
+            None,
+        );
+        return None;
+    }
+    // Parameters that only make sense for some policies.
+    let applies: [(&str, bool, bool); 5] = [
+        (
+            "choice_count",
+            s.choice_count.is_some(),
+            matches!(
+                policy,
+                Policy::LeastRequest { .. } | Policy::PeakEwma { .. }
+            ),
+        ),
+        (
+            "maglev_table_size",
+            s.maglev_table_size.is_some(),
+            matches!(policy, Policy::Maglev { .. }),
+        ),
+        (
+            "ring_min_size",
+            s.ring_min_size.is_some(),
+            matches!(
+                policy,
+                Policy::RingHash { .. } | Policy::ConsistentBounded { .. }
+            ),
+        ),
+        (
+            "ring_max_size",
+            s.ring_max_size.is_some(),
+            matches!(
+                policy,
+                Policy::RingHash { .. } | Policy::ConsistentBounded { .. }
+            ),
+        ),
+        (
+            "balance_factor",
+            s.balance_factor.is_some(),
+            matches!(policy, Policy::ConsistentBounded { .. }),
+        ),
+    ];
+    for (field, present, fits) in applies {
+        if present && !fits {
+            c.error(
+                policy_span.clone(),
+                format!("{at}.{field}"),
+                format!("{field} does not apply to policy \"{name}\""),
+                Some(format!(
+                    "remove {field}, or choose a policy it applies to (see examples/fulcrum.toml)"
+                )),
+            );
+            return None;
+        }
+    }
+    if s.ewma_decay.is_some() && !matches!(policy, Policy::PeakEwma { .. }) {
+        c.error(
+            policy_span,
+            format!("{at}.ewma_decay"),
+            format!("ewma_decay does not apply to policy \"{name}\""),
+            Some("remove ewma_decay, or set policy = \"peak_ewma\"".into()),
         );
         return None;
     }

@@ -17,7 +17,8 @@ use super::error::ProxyError;
 use super::headers;
 use super::upstream::UpstreamClient;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
-use crate::config::UpstreamProtocol;
+use crate::config::{RouteConfig, UpstreamProtocol};
+use crate::route::hash_policy::RequestKey;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
 
@@ -79,7 +80,7 @@ async fn forward(
         .clients
         .get(route.cluster_index)
         .ok_or(ProxyError::NoRoute)?;
-    let result = send(cx, cluster, client, req, host).await;
+    let result = send(cx, route, cluster, client, req, host).await;
     if let Err(e) = &result {
         let (_, reason) = e.classify();
         cx.snapshot
@@ -96,25 +97,41 @@ async fn forward(
 
 async fn send(
     cx: &ConnContext,
+    route: &RouteConfig,
     cluster: &Cluster,
     client: &UpstreamClient,
     req: Request<Incoming>,
     host: Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let (parts, body) = req.into_parts();
+    let key = if route.hash_policy.is_empty() {
+        RequestKey::default()
+    } else {
+        route.hash_policy.key(&parts, cx.peer.ip())
+    };
     let endpoint = cluster
-        .pick(fastrand::u64(..))
+        .pick(fastrand::u64(..), key.hash)
         .ok_or_else(|| ProxyError::NoHealthyUpstream {
             cluster: cluster.name().to_string(),
         })?
         .clone();
     let active = ActiveRequest::start(endpoint.clone());
-    let upstream_req =
-        upstream_request(req, &endpoint, cluster.config.protocol, &cx.client_ip, host)?;
+    let upstream_req = upstream_request(
+        Request::from_parts(parts, body),
+        &endpoint,
+        cluster.config.protocol,
+        &cx.client_ip,
+        host,
+    )?;
     let timeout = cluster.config.request_timeout;
     let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
         Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return Err(upstream_failure(&endpoint, &e)),
+        Ok(Err(e)) => {
+            active.record_failure();
+            return Err(upstream_failure(&endpoint, &e));
+        }
         Err(_) => {
+            active.record_failure();
             return Err(ProxyError::UpstreamTimeout {
                 endpoint: endpoint.label.clone(),
                 timeout_ms: timeout.as_millis(),
@@ -124,6 +141,9 @@ async fn send(
     active.record_status(resp.status().as_u16());
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
+    if let Some(cookie) = key.set_cookie {
+        parts.headers.append(http::header::SET_COOKIE, cookie);
+    }
     Ok(Response::from_parts(
         parts,
         ProxyBody::upstream(body, active),

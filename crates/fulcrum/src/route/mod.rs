@@ -3,6 +3,8 @@
 //! in HAProxy's `use_backend` and Envoy's route list; prefixes are plain string
 //! prefixes (Envoy's `prefix`), so "/api" also matches "/apix".
 
+pub mod hash_policy;
+
 use crate::config::{HostMatch, RouteConfig};
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,7 @@ mod tests {
             path_prefix: prefix.into(),
             cluster: format!("c{cluster}"),
             cluster_index: cluster,
+            hash_policy: Default::default(),
         }
     }
 
