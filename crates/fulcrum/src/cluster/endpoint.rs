@@ -20,6 +20,9 @@ pub struct Endpoint {
     pub weight: u32,
     pub zone: Option<String>,
     active_requests: AtomicU64,
+    /// In-flight requests of the whole cluster, shared by its endpoints, so
+    /// `consistent_bounded` reads the average load in O(1).
+    cluster_active: Arc<AtomicU64>,
     requests_total: AtomicU64,
     healthy: AtomicBool,
     pub metrics: EndpointMetrics,
@@ -35,6 +38,7 @@ impl Endpoint {
         zone: Option<String>,
         metrics: EndpointMetrics,
         ewma: Option<PeakEwma>,
+        cluster_active: Arc<AtomicU64>,
     ) -> Self {
         metrics.healthy.set(1);
         let label = address.to_string();
@@ -46,6 +50,7 @@ impl Endpoint {
             weight,
             zone,
             active_requests: AtomicU64::new(0),
+            cluster_active,
             requests_total: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
             metrics,
@@ -55,6 +60,10 @@ impl Endpoint {
 
     pub fn active_requests(&self) -> u64 {
         self.active_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn cluster_active_requests(&self) -> u64 {
+        self.cluster_active.load(Ordering::Relaxed)
     }
 
     pub fn requests_total(&self) -> u64 {
@@ -84,6 +93,7 @@ pub struct ActiveRequest {
 impl ActiveRequest {
     pub fn start(endpoint: Arc<Endpoint>) -> Self {
         endpoint.active_requests.fetch_add(1, Ordering::Relaxed);
+        endpoint.cluster_active.fetch_add(1, Ordering::Relaxed);
         endpoint.requests_total.fetch_add(1, Ordering::Relaxed);
         endpoint.metrics.active_requests.inc();
         Self {

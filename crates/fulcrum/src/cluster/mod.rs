@@ -49,6 +49,12 @@ impl LoadView for EligibleLoad<'_> {
             .map_or(0, |e| e.active_requests())
     }
 
+    /// O(1): the cluster-wide running total (it also counts requests still
+    /// finishing on endpoints ejected meanwhile, which only loosens the cap a little).
+    fn total_active_requests(&self, _len: usize) -> u64 {
+        self.endpoints.first().map_or(0, |e| e.cluster_active_requests())
+    }
+
     fn peak_ewma(&self, index: usize) -> Option<&PeakEwma> {
         self.eligible
             .get(index)
@@ -59,6 +65,7 @@ impl LoadView for EligibleLoad<'_> {
 
 impl Cluster {
     pub fn new(config: ClusterConfig, metrics: &Metrics) -> Self {
+        let cluster_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
@@ -70,7 +77,14 @@ impl Cluster {
                     }
                     _ => None,
                 };
-                Arc::new(Endpoint::new(e.address, e.weight, e.zone.clone(), m, ewma))
+                Arc::new(Endpoint::new(
+                    e.address,
+                    e.weight,
+                    e.zone.clone(),
+                    m,
+                    ewma,
+                    cluster_active.clone(),
+                ))
             })
             .collect();
         let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
