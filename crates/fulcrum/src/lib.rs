@@ -12,4 +12,5 @@ pub mod http;
 pub mod listener;
 pub mod route;
 pub mod runtime;
+pub mod simulate;
 pub mod telemetry;

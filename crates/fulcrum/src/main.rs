@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Simulate the balancing algorithms on a synthetic workload (in-process) and write a report with plots.
+    Simulate(fulcrum::simulate::Options),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             fulcrum::telemetry::logging::init(None);
             finish(demo(listen, admin, workers))
         }
+        Command::Simulate(options) => finish(fulcrum::simulate::run(&options)),
     }
 }
 

@@ -23,6 +23,7 @@ address = "127.0.0.1:0"
 cluster = "app"
 [[clusters]]
 name = "app"
+policy = "round_robin"
 endpoints = [{}]
 [clusters.health_check]
 interval = "100ms"

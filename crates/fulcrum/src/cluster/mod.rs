@@ -52,7 +52,9 @@ impl LoadView for EligibleLoad<'_> {
     /// O(1): the cluster-wide running total (it also counts requests still
     /// finishing on endpoints ejected meanwhile, which only loosens the cap a little).
     fn total_active_requests(&self, _len: usize) -> u64 {
-        self.endpoints.first().map_or(0, |e| e.cluster_active_requests())
+        self.endpoints
+            .first()
+            .map_or(0, |e| e.cluster_active_requests())
     }
 
     fn peak_ewma(&self, index: usize) -> Option<&PeakEwma> {

@@ -31,7 +31,7 @@ fn a_good_config_gets_defaults() {
     let c = parse("t.toml", GOOD).unwrap();
     assert_eq!(c.admin.address.to_string(), defaults::ADMIN_ADDRESS);
     let cl = &c.clusters[0];
-    assert_eq!(cl.policy, fulcrum_balance::Policy::RoundRobin);
+    assert_eq!(cl.policy.name(), "peak_ewma", "the default policy");
     assert_eq!(cl.connect_timeout, defaults::CONNECT_TIMEOUT);
     assert_eq!(cl.endpoints[0].weight, 1);
     assert_eq!(c.listeners[0].routes[0].cluster_index, 0);
@@ -168,7 +168,10 @@ fn health_check_fields_are_checked() {
 
 #[test]
 fn choice_count_only_with_least_request() {
-    let ds = errors(&GOOD.replace("name = \"api\"", "name = \"api\"\nchoice_count = 3"));
+    let ds = errors(&GOOD.replace(
+        "name = \"api\"",
+        "name = \"api\"\npolicy = \"round_robin\"\nchoice_count = 3",
+    ));
     assert_eq!(
         find(&ds, "clusters[0].choice_count").message,
         "choice_count does not apply to policy \"round_robin\""
@@ -223,7 +226,7 @@ fn maglev_table_size_must_be_prime_and_parameters_must_fit_the_policy() {
     assert!(d.message.contains("65536"), "{d:?}");
     let ds = errors(&GOOD.replace(
         "name = \"api\"",
-        "name = \"api\"\nmaglev_table_size = 65537",
+        "name = \"api\"\npolicy = \"round_robin\"\nmaglev_table_size = 65537",
     ));
     assert_eq!(
         find(&ds, "clusters[0].maglev_table_size").message,

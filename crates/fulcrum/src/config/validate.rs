@@ -470,7 +470,7 @@ fn policy(c: &mut Collector<'_>, s: &ClusterSection, at: &str) -> Option<Policy>
     let name = s
         .policy
         .as_ref()
-        .map_or("round_robin", |p| p.get_ref().as_str());
+        .map_or(defaults::POLICY, |p| p.get_ref().as_str());
     let policy_span = s.policy.as_ref().map_or(0..0, |p| p.span());
     let uint = |v: &Option<Spanned<i64>>, default: u64| {
         v.as_ref().map_or(default, |n| (*n.get_ref()).max(0) as u64)

@@ -74,8 +74,10 @@ pub async fn serve_backend(
     }
 }
 
-/// The demo's config: the three backends behind `least_request`, with HTTP
-/// health checks, written in the same TOML a user would write.
+/// The demo's config, written in the same TOML a user would write: the three
+/// backends behind `least_request` with HTTP health checks. At the rate of a
+/// person running curl, least_request spreads requests over all three;
+/// `peak_ewma`, the default, would send nearly all of them to the fastest.
 pub fn config_text(
     listen: SocketAddr,
     admin: SocketAddr,
