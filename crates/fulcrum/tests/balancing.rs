@@ -13,24 +13,11 @@ fn config(policy: &str, weights: &[u32], backends: &[&Backend]) -> String {
         .zip(weights)
         .map(|(b, w)| format!("{{ address = \"{}\", weight = {w} }}", b.addr))
         .collect();
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 2
-[[listeners]]
-name = "public"
-address = "127.0.0.1:0"
-[[listeners.routes]]
-cluster = "app"
-[[clusters]]
-name = "app"
-policy = "{policy}"
-endpoints = [{}]
-"#,
+    let cluster = format!(
+        "policy = \"{policy}\"\nendpoints = [{}]",
         endpoints.join(", ")
-    )
+    );
+    app_config(2, "", &cluster)
 }
 
 /// Sends `n` sequential requests and returns the answering backends in order.

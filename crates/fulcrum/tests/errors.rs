@@ -8,22 +8,10 @@ use std::io::{Read, Write};
 use support::*;
 
 fn config(cluster_extra: &str, endpoint: &str) -> String {
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 1
-[[listeners]]
-name = "public"
-address = "127.0.0.1:0"
-[[listeners.routes]]
-cluster = "app"
-[[clusters]]
-name = "app"
-{cluster_extra}
-endpoints = [{{ address = "{endpoint}" }}]
-"#
+    app_config(
+        1,
+        "",
+        &format!("{cluster_extra}\nendpoints = [{{ address = \"{endpoint}\" }}]"),
     )
 }
 

@@ -10,30 +10,11 @@ use http::Request;
 use support::*;
 
 fn config(policy: &str, route_extra: &str, health: &str, backends: &[&Backend]) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ address = \"{}\" }}", b.addr))
-        .collect();
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 2
-[[listeners]]
-name = "public"
-address = "127.0.0.1:0"
-[[listeners.routes]]
-cluster = "app"
-{route_extra}
-[[clusters]]
-name = "app"
-policy = "{policy}"
-endpoints = [{}]
-{health}
-"#,
-        endpoints.join(", ")
-    )
+    let cluster = format!(
+        "policy = \"{policy}\"\n{}\n{health}",
+        endpoints_line(backends)
+    );
+    app_config(2, route_extra, &cluster)
 }
 
 async fn as_user(proxy: &Proxy, user: &str) -> Reply {

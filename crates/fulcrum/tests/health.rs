@@ -6,35 +6,11 @@ mod support;
 use support::*;
 
 fn config(check: &str, backends: &[&Backend]) -> String {
-    let endpoints: Vec<String> = backends
-        .iter()
-        .map(|b| format!("{{ address = \"{}\" }}", b.addr))
-        .collect();
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 2
-[[listeners]]
-name = "public"
-address = "127.0.0.1:0"
-[[listeners.routes]]
-cluster = "app"
-[[clusters]]
-name = "app"
-policy = "round_robin"
-endpoints = [{}]
-[clusters.health_check]
-interval = "100ms"
-jitter = "0ms"
-timeout = "500ms"
-healthy_threshold = 2
-unhealthy_threshold = 2
-{check}
-"#,
-        endpoints.join(", ")
-    )
+    let cluster = format!(
+        "policy = \"round_robin\"\n{}\n[clusters.health_check]\ninterval = \"100ms\"\njitter = \"0ms\"\ntimeout = \"500ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n{check}",
+        endpoints_line(backends)
+    );
+    app_config(2, "", &cluster)
 }
 
 async fn healthy_flags(proxy: &Proxy) -> Vec<bool> {

@@ -10,23 +10,10 @@ use support::*;
 const MIB: usize = 1024 * 1024;
 
 fn config(protocol: &str, backend: &Backend) -> String {
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 1
-[[listeners]]
-name = "public"
-address = "127.0.0.1:0"
-[[listeners.routes]]
-cluster = "app"
-[[clusters]]
-name = "app"
-protocol = "{protocol}"
-endpoints = [{{ address = "{}" }}]
-"#,
-        backend.addr
+    app_config(
+        1,
+        "",
+        &format!("protocol = \"{protocol}\"\n{}", endpoints_line(&[backend])),
     )
 }
 

@@ -472,3 +472,35 @@ pub fn config_with(template: &str, backends: &[&Backend]) -> String {
     }
     text
 }
+
+/// The config most tests need: admin and one listener "public" on ephemeral
+/// loopback ports, one route to one cluster "app". `route` and `cluster` are
+/// extra TOML lines for the route table and the cluster table.
+pub fn app_config(workers: usize, route: &str, cluster: &str) -> String {
+    format!(
+        r#"
+[admin]
+address = "127.0.0.1:0"
+[runtime]
+workers = {workers}
+[[listeners]]
+name = "public"
+address = "127.0.0.1:0"
+[[listeners.routes]]
+cluster = "app"
+{route}
+[[clusters]]
+name = "app"
+{cluster}
+"#
+    )
+}
+
+/// `endpoints = [...]` for these backends, weights omitted.
+pub fn endpoints_line(backends: &[&Backend]) -> String {
+    let list: Vec<String> = backends
+        .iter()
+        .map(|b| format!("{{ address = \"{}\" }}", b.addr))
+        .collect();
+    format!("endpoints = [{}]", list.join(", "))
+}
