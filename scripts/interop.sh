@@ -66,4 +66,7 @@ for f in examples/*.toml; do
   "$BIN" check --config "$f" >/dev/null || fail "fulcrum check $f"
 done
 pass "fulcrum check examples/*.toml"
+
+# 3. L4 listeners (tcp, tls_passthrough, udp) with real servers and clients.
+bash scripts/interop_l4.sh "$BIN"
 echo "interop: all passed"

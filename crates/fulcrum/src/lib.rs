@@ -9,6 +9,8 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod http;
+pub mod l4;
+pub mod limit;
 pub mod listener;
 pub mod route;
 pub mod runtime;

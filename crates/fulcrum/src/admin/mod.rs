@@ -97,7 +97,7 @@ fn clusters(shared: &Shared) -> serde_json::Value {
                         .zip(e.metrics.responses.iter())
                         .map(|(class, counter)| ((*class).to_string(), json!(counter.get())))
                         .collect();
-                    json!({
+                    let mut entry = json!({
                         "address": e.label,
                         "weight": e.weight,
                         "zone": e.zone,
@@ -105,7 +105,18 @@ fn clusters(shared: &Shared) -> serde_json::Value {
                         "active_requests": e.active_requests(),
                         "requests_total": e.requests_total(),
                         "responses": responses,
-                    })
+                    });
+                    // L4 endpoints: active_requests/requests_total count flows.
+                    if let Some(f) = &e.metrics.flows {
+                        entry["flows"] = json!({
+                            "active": f.active_flows.get(),
+                            "total": f.flows.get(),
+                            "connect_failures": f.connect_failures.get(),
+                            "bytes_sent": f.sent_bytes.get(),
+                            "bytes_received": f.received_bytes.get(),
+                        });
+                    }
+                    entry
                 })
                 .collect();
             json!({
@@ -113,6 +124,8 @@ fn clusters(shared: &Shared) -> serde_json::Value {
                 "policy": c.config.policy.name(),
                 "protocol": c.config.protocol,
                 "healthy_endpoints": c.eligible_count(),
+                "active_flows": c.flows.active(),
+                "max_connections": c.config.max_connections,
                 "endpoints": endpoints,
             })
         })

@@ -139,10 +139,72 @@ impl Drop for ActiveRequest {
         self.endpoint
             .active_requests
             .fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.cluster_active.fetch_sub(1, Ordering::Relaxed);
         self.endpoint.metrics.active_requests.dec();
         self.endpoint
             .metrics
             .duration
             .observe(self.started.elapsed());
+    }
+}
+
+/// One L4 flow open to an endpoint. It counts where an HTTP request counts
+/// (`active_requests`), so least-request balancing is least-connections for
+/// L4, as in LVS `lc` and HAProxy `leastconn`.
+#[derive(Debug)]
+pub struct ActiveFlow {
+    endpoint: Arc<Endpoint>,
+}
+
+impl ActiveFlow {
+    pub fn start(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.active_requests.fetch_add(1, Ordering::Relaxed);
+        endpoint.cluster_active.fetch_add(1, Ordering::Relaxed);
+        endpoint.requests_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = &endpoint.metrics.flows {
+            f.flows.inc();
+            f.active_flows.inc();
+        }
+        Self { endpoint }
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+}
+
+impl Drop for ActiveFlow {
+    fn drop(&mut self) {
+        self.endpoint
+            .active_requests
+            .fetch_sub(1, Ordering::Relaxed);
+        self.endpoint.cluster_active.fetch_sub(1, Ordering::Relaxed);
+        if let Some(f) = &self.endpoint.metrics.flows {
+            f.active_flows.dec();
+        }
+    }
+}
+
+impl Endpoint {
+    /// A connect to this endpoint failed: counted, and fed to peak-EWMA as a
+    /// failure so the endpoint looks slow until it recovers.
+    pub fn record_connect_failure(&self) {
+        if let Some(f) = &self.metrics.flows {
+            f.connect_failures.inc();
+        }
+        if let Some(ewma) = &self.ewma {
+            ewma.observe_failure(crate::clock::now_ns());
+        }
+    }
+
+    /// A connect succeeded after `elapsed`: the L4 round-trip sample for peak-EWMA.
+    pub fn record_connect(&self, elapsed: std::time::Duration) {
+        if let Some(f) = &self.metrics.flows {
+            f.connect_duration.observe(elapsed);
+        }
+        if let Some(ewma) = &self.ewma {
+            let rtt = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+            ewma.observe(crate::clock::now_ns(), rtt);
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use fulcrum_balance::{Balancer, LoadView, PeakEwma, PickContext, Policy};
 
-pub use endpoint::{ActiveRequest, Endpoint};
+pub use endpoint::{ActiveFlow, ActiveRequest, Endpoint};
 
 use crate::config::ClusterConfig;
 use crate::telemetry::metrics::{EndpointMetrics, Metrics};
@@ -22,6 +22,8 @@ use crate::telemetry::metrics::{EndpointMetrics, Metrics};
 pub struct Cluster {
     pub config: ClusterConfig,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// L4 flows open to this cluster (all workers), against `max_connections`.
+    pub flows: Arc<crate::limit::ConnectionLimit>,
     assignment: ArcSwap<Assignment>,
     /// Serialises republishing (health tasks may race); never taken by workers.
     publish: Mutex<()>,
@@ -66,13 +68,14 @@ impl LoadView for EligibleLoad<'_> {
 }
 
 impl Cluster {
-    pub fn new(config: ClusterConfig, metrics: &Metrics) -> Self {
+    /// `l4`: an L4 listener uses this cluster, so its endpoints export flow metrics.
+    pub fn new(config: ClusterConfig, metrics: &Metrics, l4: bool) -> Self {
         let cluster_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
             .map(|e| {
-                let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string());
+                let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string(), l4);
                 let ewma = match config.policy {
                     Policy::PeakEwma { config, .. } => {
                         Some(PeakEwma::new(config, crate::clock::now_ns()))
@@ -91,6 +94,7 @@ impl Cluster {
             .collect();
         let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
         Self {
+            flows: Arc::new(crate::limit::ConnectionLimit::new(config.max_connections)),
             config,
             endpoints,
             assignment,
@@ -138,6 +142,33 @@ impl Cluster {
         let index = assignment.balancer.pick(&ctx)?;
         let endpoint = *assignment.eligible.get(index)?;
         self.endpoints.get(endpoint)
+    }
+
+    /// Picks for one L4 connect attempt. The first attempt asks the
+    /// balancer; a retry takes the next eligible endpoint after the last one
+    /// tried that was not tried yet (HAProxy's redispatch). That does not
+    /// advance round-robin sequences, and it is deterministic, so instances
+    /// that hash a flow alike also agree on where it goes after a refusal.
+    pub fn pick_untried(
+        &self,
+        random: u64,
+        hash: Option<u64>,
+        tried: &[Arc<Endpoint>],
+    ) -> Option<&Arc<Endpoint>> {
+        let Some(last) = tried.last() else {
+            return self.pick(random, hash);
+        };
+        let assignment = self.assignment.load();
+        let eligible = &assignment.eligible;
+        // An endpoint ejected meanwhile is no longer in the list: start over.
+        let start = eligible
+            .iter()
+            .position(|&i| self.endpoints.get(i).is_some_and(|e| Arc::ptr_eq(e, last)))
+            .unwrap_or(eligible.len().saturating_sub(1));
+        (1..=eligible.len())
+            .filter_map(|k| eligible.get((start + k) % eligible.len()))
+            .filter_map(|&i| self.endpoints.get(i))
+            .find(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
     }
 
     pub fn eligible_count(&self) -> usize {

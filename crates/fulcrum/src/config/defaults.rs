@@ -25,6 +25,23 @@ pub const REQUEST_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// (NGINX `keepalive_timeout` 75 s, Envoy's `idle_timeout` 1 h; a minute frees
 /// idle sockets sooner without hurting real keep-alive reuse).
 pub const DOWNSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A TCP flow with no byte either way is closed after this (Envoy's
+/// `tcp_proxy` idle_timeout); long-lived protocols (databases, Redis pub/sub)
+/// idle for minutes, so the HTTP minute would cut them.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A UDP session with no datagram either way is forgotten after this (Envoy's
+/// `udp_proxy` default); DNS needs a second, but NAT-like protocols need more.
+pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time for a PROXY protocol header and a ClientHello to arrive (Envoy's
+/// `listener_filters_timeout`).
+pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Endpoints tried per L4 flow when a connect fails; HAProxy's `retries 3`
+/// redispatches like this, and with health checks between ticks 3 tries
+/// rides out one endpoint that died since the last check.
+pub const CONNECT_ATTEMPTS: u32 = 3;
+/// UDP sessions per listener: bounds the flow table (a source-address flood
+/// cannot grow it without limit); 64 Ki sessions is about 20 MiB.
+pub const MAX_UDP_SESSIONS: u32 = 65_536;
 /// Balancing policy when a cluster names none. `fulcrum simulate`
 /// (docs/simulation/report.md) shows peak-EWMA sending a backend that turned
 /// 10x slow 0.8% of requests against P2C's 2.2% and round robin's 10%, and

@@ -37,11 +37,84 @@ pub struct RuntimeConfig {
 pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
+    pub protocol: ListenerProtocol,
     #[serde(serialize_with = "human_duration")]
     pub request_header_timeout: Duration,
+    /// http: no request in flight for this long; tcp: no byte either way;
+    /// udp: no datagram either way on a session.
     #[serde(serialize_with = "human_duration")]
     pub idle_timeout: Duration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
+    /// tcp/udp: the target cluster; tls_passthrough: the default cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterRef>,
+    /// What L4 hashing policies hash for a flow.
+    pub hash_key: FlowHashKey,
+    /// Open client connections this listener accepts (all workers); past it new ones are closed at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// udp: concurrent sessions; datagrams that would open one more are dropped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions: Option<u32>,
+    /// Peers allowed (and required) to open with a PROXY protocol header; empty: PROXY protocol off.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accept_proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// Time allowed for the PROXY header and (tls_passthrough) the ClientHello.
+    #[serde(serialize_with = "human_duration")]
+    pub inspect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and cleartext HTTP/2 on one port.
+    Http,
+    /// TCP forwarded byte for byte to `cluster`.
+    Tcp,
+    /// UDP datagrams relayed per client address (a session) to `cluster`.
+    Udp,
+    /// TLS forwarded untouched, the cluster chosen by the ClientHello's SNI.
+    TlsPassthrough,
+}
+
+impl ListenerProtocol {
+    pub fn is_l4(self) -> bool {
+        !matches!(self, ListenerProtocol::Http)
+    }
+}
+
+/// The flow key L4 hashing policies (maglev, ring_hash...) hash: with the
+/// same endpoints, every instance sends a flow to the same endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowHashKey {
+    /// Source and destination address and port, and the protocol (Katran, Maglev).
+    FiveTuple,
+    /// The client IP only: all of one client's flows go to one endpoint.
+    SourceIp,
+}
+
+/// A reference to a cluster, resolved at load: rendered as its name.
+#[derive(Debug, Clone)]
+pub struct ClusterRef {
+    pub name: String,
+    /// Index in `Config::clusters`.
+    pub index: usize,
+}
+
+impl Serialize for ClusterRef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+/// PROXY protocol version sent to a cluster's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolVersion {
+    V1,
+    V2,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +172,14 @@ pub struct ClusterConfig {
     pub request_timeout: Duration,
     #[serde(serialize_with = "human_duration")]
     pub idle_timeout: Duration,
+    /// L4: send a PROXY protocol header first on every upstream connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// L4: open flows to this cluster (all workers); past it new ones are refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// L4: endpoints tried per flow when a connect fails (refused, timeout).
+    pub connect_attempts: u32,
     pub endpoints: Vec<EndpointConfig>,
     pub health_check: Option<HealthCheckConfig>,
 }

@@ -38,6 +38,15 @@ pub struct ListenerSection {
     pub protocol: Option<Spanned<String>>,
     pub request_header_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    /// tcp and udp: the cluster every flow goes to; tls_passthrough: the
+    /// cluster for a ClientHello no route matches.
+    pub cluster: Option<Spanned<String>>,
+    /// L4: what hashing policies hash, "five_tuple" or "source_ip".
+    pub hash_key: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_sessions: Option<Spanned<i64>>,
+    pub accept_proxy_protocol_from: Option<Spanned<Vec<Spanned<String>>>>,
+    pub inspect_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
 }
@@ -83,6 +92,9 @@ pub struct ClusterSection {
     pub connect_timeout: Option<Spanned<String>>,
     pub request_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub proxy_protocol: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub connect_attempts: Option<Spanned<i64>>,
     pub endpoints: Spanned<Vec<EndpointSection>>,
     pub health_check: Option<Spanned<HealthCheckSection>>,
 }

@@ -251,3 +251,121 @@ fn maglev_table_size_must_be_prime_and_parameters_must_fit_the_policy() {
     .unwrap();
     assert_eq!(c.clusters[0].policy.name(), "peak_ewma");
 }
+
+const L4: &str = r#"
+[[listeners]]
+name = "db"
+address = "127.0.0.1:5432"
+protocol = "tcp"
+cluster = "pg"
+[[listeners]]
+name = "dns"
+address = "127.0.0.1:5432"
+protocol = "udp"
+cluster = "pg"
+[[listeners]]
+name = "tls"
+address = "127.0.0.1:443"
+protocol = "tls_passthrough"
+[[listeners.routes]]
+host = "*.example.com"
+cluster = "pg"
+[[clusters]]
+name = "pg"
+policy = "maglev"
+endpoints = [{ address = "10.0.0.1:5432" }]
+"#;
+
+#[test]
+fn l4_listeners_get_their_defaults() {
+    let c = parse("t.toml", L4).unwrap();
+    let (db, dns, tls) = (&c.listeners[0], &c.listeners[1], &c.listeners[2]);
+    assert_eq!(db.protocol, ListenerProtocol::Tcp);
+    assert_eq!(db.idle_timeout, defaults::TCP_IDLE_TIMEOUT);
+    assert_eq!(db.hash_key, FlowHashKey::FiveTuple);
+    assert_eq!(db.cluster.as_ref().map(|c| c.index), Some(0));
+    assert_eq!(dns.idle_timeout, defaults::UDP_IDLE_TIMEOUT);
+    assert_eq!(dns.max_sessions, Some(defaults::MAX_UDP_SESSIONS));
+    assert_eq!(tls.protocol, ListenerProtocol::TlsPassthrough);
+    assert_eq!(tls.inspect_timeout, defaults::INSPECT_TIMEOUT);
+    assert_eq!(c.clusters[0].connect_attempts, defaults::CONNECT_ATTEMPTS);
+    assert!(
+        c.listeners.iter().all(|l| l.max_connections.is_none()),
+        "no cap unless asked"
+    );
+}
+
+#[test]
+fn l4_fields_are_checked_against_the_listener_kind() {
+    let ds = errors(&L4.replace(
+        "protocol = \"tcp\"\ncluster = \"pg\"",
+        "protocol = \"tcp\"\nmax_sessions = 5\nhash_key = \"four_tuple\"\naccept_proxy_protocol_from = [\"10.0.0.0/33\"]",
+    ));
+    assert_eq!(
+        find(&ds, "listeners[0].cluster").message,
+        "tcp listener \"db\" names no cluster to forward to"
+    );
+    assert_eq!(
+        find(&ds, "listeners[0].max_sessions").message,
+        "`max_sessions` does not apply to a tcp listener"
+    );
+    assert_eq!(
+        find(&ds, "listeners[0].hash_key").message,
+        "unknown hash key \"four_tuple\""
+    );
+    let d = find(&ds, "listeners[0].accept_proxy_protocol_from[0]");
+    assert_eq!(d.message, "\"10.0.0.0/33\" is not an IP network");
+    let ds = errors(&L4.replace("protocol = \"udp\"", "protocol = \"udpp\""));
+    let d = find(&ds, "listeners[1].protocol");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("did you mean \"udp\"?"),
+        "{d:?}"
+    );
+    let ds = errors(&L4.replace("host = \"*.example.com\"", "path_prefix = \"/x\""));
+    assert_eq!(
+        find(&ds, "listeners[2].routes[0].path_prefix").message,
+        "`routes[0].path_prefix` does not apply to a tls_passthrough listener"
+    );
+}
+
+#[test]
+fn cluster_options_that_a_listener_cannot_honour_are_refused() {
+    let ds = errors(&L4.replace(
+        "policy = \"maglev\"",
+        "policy = \"maglev\"\nproxy_protocol = \"v2\"",
+    ));
+    let d = find(&ds, "clusters[0].proxy_protocol");
+    assert_eq!(
+        d.message,
+        "cluster \"pg\" sets `proxy_protocol`, but listener \"dns\" uses it and fulcrum sends PROXY headers on TCP only"
+    );
+    let ds = errors(&GOOD.replace(
+        "name = \"api\"",
+        "name = \"api\"\nmax_connections = 10\nproxy_protocol = \"v3\"",
+    ));
+    assert!(
+        find(&ds, "clusters[0].proxy_protocol")
+            .message
+            .contains("\"v3\"")
+    );
+    let ds = errors(&GOOD.replace("name = \"api\"", "name = \"api\"\nmax_connections = 10"));
+    assert!(
+        find(&ds, "clusters[0].max_connections")
+            .message
+            .contains("it limits L4 flows only"),
+        "{ds:#?}"
+    );
+}
+
+#[test]
+fn a_tcp_and_a_udp_listener_may_share_an_address_but_two_tcp_may_not() {
+    assert!(parse("t.toml", L4).is_ok());
+    let ds = errors(&L4.replace("protocol = \"udp\"", "protocol = \"tcp\""));
+    assert_eq!(
+        find(&ds, "listeners[1].address").message,
+        "127.0.0.1:5432 is already used by listeners[0]"
+    );
+}

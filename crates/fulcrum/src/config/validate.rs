@@ -64,10 +64,14 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
             Some("add a [[listeners]] table with a name, an address and at least one [[listeners.routes]]".into()),
         );
     }
-    let mut seen_addrs: HashMap<SocketAddr, usize> = HashMap::new();
+    // A UDP and a stream listener may share an address (DNS does).
+    let mut seen_addrs: HashMap<(SocketAddr, bool), usize> = HashMap::new();
     for (i, l) in listeners.iter().enumerate() {
+        // Port 0 asks the kernel for a free port: never a clash.
         if let Some(l) = l
-            && let Some(first) = seen_addrs.insert(l.address, i)
+            && l.address.port() != 0
+            && let Some(first) =
+                seen_addrs.insert((l.address, l.protocol == ListenerProtocol::Udp), i)
         {
             c.error(
                 file.listeners[i].address.span(),
@@ -77,6 +81,7 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
             );
         }
     }
+    cluster_usage(c, &file, &listeners, &clusters);
     if !c.diagnostics.is_empty() {
         return None;
     }
@@ -86,6 +91,79 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
         listeners: listeners.into_iter().collect::<Option<_>>()?,
         clusters: clusters.into_iter().collect::<Option<_>>()?,
     })
+}
+
+/// Cluster options that only some listener kinds can honour, checked where
+/// the listener uses the cluster so the message names both.
+fn cluster_usage(
+    c: &mut Collector<'_>,
+    file: &FileConfig,
+    listeners: &[Option<ListenerConfig>],
+    clusters: &[Option<ClusterConfig>],
+) {
+    for l in listeners.iter() {
+        let Some(l) = l else { continue };
+        let used = l
+            .routes
+            .iter()
+            .map(|r| r.cluster_index)
+            .chain(l.cluster.as_ref().map(|r| r.index));
+        for index in used {
+            let (Some(Some(cl)), Some(section)) = (clusters.get(index), file.clusters.get(index))
+            else {
+                continue;
+            };
+            let mut refuse = |field: &str, span: Option<std::ops::Range<usize>>, why: &str| {
+                c.error(
+                    span.unwrap_or(0..0),
+                    format!("clusters[{index}].{field}"),
+                    format!(
+                        "cluster \"{}\" sets `{field}`, but listener \"{}\" uses it and {why}",
+                        cl.name, l.name
+                    ),
+                    Some(format!(
+                        "remove `{field}`, or give listener \"{}\" its own cluster",
+                        l.name
+                    )),
+                );
+            };
+            match l.protocol {
+                ListenerProtocol::Http => {
+                    if cl.proxy_protocol.is_some() {
+                        refuse(
+                            "proxy_protocol",
+                            section.proxy_protocol.as_ref().map(|v| v.span()),
+                            "HTTP upstream connections are pooled and shared by many clients, so they cannot carry one client's PROXY header",
+                        );
+                    }
+                    if cl.max_connections.is_some() {
+                        refuse(
+                            "max_connections",
+                            section.max_connections.as_ref().map(|v| v.span()),
+                            "it limits L4 flows only (HTTP connection limits come with circuit breakers)",
+                        );
+                    }
+                    if section.connect_attempts.is_some() {
+                        refuse(
+                            "connect_attempts",
+                            section.connect_attempts.as_ref().map(|v| v.span()),
+                            "it applies to L4 flows only (HTTP retries come with retry policies)",
+                        );
+                    }
+                }
+                ListenerProtocol::Udp => {
+                    if cl.proxy_protocol.is_some() {
+                        refuse(
+                            "proxy_protocol",
+                            section.proxy_protocol.as_ref().map(|v| v.span()),
+                            "fulcrum sends PROXY headers on TCP only",
+                        );
+                    }
+                }
+                ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {}
+            }
+        }
+    }
 }
 
 fn runtime(c: &mut Collector<'_>, s: &RuntimeSection) -> Option<RuntimeConfig> {
@@ -133,38 +211,240 @@ fn listener(
 ) -> Option<ListenerConfig> {
     let at = format!("listeners[{i}]");
     let address = socket_addr(c, &s.address, &format!("{at}.address"), false);
-    if let Some(p) = &s.protocol
-        && p.get_ref() != "http"
-    {
-        c.error(
-            p.span(),
-            format!("{at}.protocol"),
-            format!("unknown listener protocol \"{}\"", p.get_ref()),
-            Some("use \"http\" (HTTP/1.1 and cleartext HTTP/2 on the same port)".into()),
-        );
-    }
+    let protocol = match &s.protocol {
+        None => Some(ListenerProtocol::Http),
+        Some(p) => match p.get_ref().as_str() {
+            "http" => Some(ListenerProtocol::Http),
+            "tcp" => Some(ListenerProtocol::Tcp),
+            "udp" => Some(ListenerProtocol::Udp),
+            "tls_passthrough" => Some(ListenerProtocol::TlsPassthrough),
+            other => {
+                c.error(
+                    p.span(),
+                    format!("{at}.protocol"),
+                    format!("unknown listener protocol \"{other}\""),
+                    Some(match did_you_mean(other, LISTENER_PROTOCOLS) {
+                        Some(m) => format!("did you mean \"{m}\"? Listener protocols are {}", LISTENER_PROTOCOLS.join(", ")),
+                        None => "use \"http\" (HTTP/1.1 and cleartext HTTP/2), \"tcp\", \"udp\" or \"tls_passthrough\" (TLS routed by SNI, not terminated)".into(),
+                    }),
+                );
+                None
+            }
+        },
+    };
     let header_timeout = duration(
         c,
         &s.request_header_timeout,
         &format!("{at}.request_header_timeout"),
         defaults::REQUEST_HEADER_TIMEOUT,
     );
+    let idle_default = match protocol {
+        Some(ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough) => {
+            defaults::TCP_IDLE_TIMEOUT
+        }
+        Some(ListenerProtocol::Udp) => defaults::UDP_IDLE_TIMEOUT,
+        _ => defaults::DOWNSTREAM_IDLE_TIMEOUT,
+    };
     let idle_timeout = duration(
         c,
         &s.idle_timeout,
         &format!("{at}.idle_timeout"),
-        defaults::DOWNSTREAM_IDLE_TIMEOUT,
+        idle_default,
     );
-    if s.routes.is_empty() {
-        c.error(
-            s.name.span(),
-            format!("{at}.routes"),
-            format!(
-                "listener \"{}\" has no routes, so every request would get 404",
-                s.name.get_ref()
-            ),
-            Some("add a [[listeners.routes]] table with at least `cluster = \"...\"`".into()),
+    let inspect_timeout = duration(
+        c,
+        &s.inspect_timeout,
+        &format!("{at}.inspect_timeout"),
+        defaults::INSPECT_TIMEOUT,
+    );
+    let name = s.name.get_ref();
+    let cluster = s
+        .cluster
+        .as_ref()
+        .and_then(|cl| cluster_ref(c, cl, &format!("{at}.cluster"), "listener", clusters));
+    let protocol = protocol?;
+    // Which fields mean something for this protocol: one message per misplaced field.
+    let misplaced =
+        |c: &mut Collector<'_>, span: std::ops::Range<usize>, field: &str, help: &str| {
+            c.error(
+                span,
+                format!("{at}.{field}"),
+                format!(
+                    "`{field}` does not apply to a {} listener",
+                    protocol_name(protocol)
+                ),
+                Some(help.into()),
+            );
+        };
+    match protocol {
+        ListenerProtocol::Http => {
+            if s.routes.is_empty() {
+                c.error(
+                    s.name.span(),
+                    format!("{at}.routes"),
+                    format!("listener \"{name}\" has no routes, so every request would get 404"),
+                    Some(
+                        "add a [[listeners.routes]] table with at least `cluster = \"...\"`".into(),
+                    ),
+                );
+            }
+            if let Some(cl) = &s.cluster {
+                misplaced(
+                    c,
+                    cl.span(),
+                    "cluster",
+                    "HTTP listeners choose a cluster per request: add a [[listeners.routes]] table with `cluster = \"...\"`",
+                );
+            }
+        }
+        ListenerProtocol::Tcp | ListenerProtocol::Udp => {
+            if s.cluster.is_none() {
+                c.error(
+                    s.name.span(),
+                    format!("{at}.cluster"),
+                    format!(
+                        "{} listener \"{name}\" names no cluster to forward to",
+                        protocol_name(protocol)
+                    ),
+                    Some("add `cluster = \"...\"` to the listener".into()),
+                );
+            }
+            if !s.routes.is_empty() {
+                misplaced(
+                    c,
+                    s.name.span(),
+                    "routes",
+                    "an L4 listener forwards every flow to its `cluster`; remove the routes (tls_passthrough listeners route by SNI)",
+                );
+            }
+        }
+        ListenerProtocol::TlsPassthrough => {
+            if s.cluster.is_none() && s.routes.is_empty() {
+                c.error(
+                    s.name.span(),
+                    format!("{at}.routes"),
+                    format!("tls_passthrough listener \"{name}\" has no routes and no default cluster"),
+                    Some("add [[listeners.routes]] tables with `host = \"name.example.com\"` (matched against the SNI) and `cluster`, and/or a default `cluster = \"...\"` on the listener".into()),
+                );
+            }
+            for (j, r) in s.routes.iter().enumerate() {
+                let rat = format!("routes[{j}]");
+                if let Some(p) = &r.path_prefix {
+                    misplaced(
+                        c,
+                        p.span(),
+                        &format!("{rat}.path_prefix"),
+                        "TLS passthrough sees no HTTP path; route on `host` (the SNI) only",
+                    );
+                }
+                if let Some(h) = r.hash_policy.first() {
+                    misplaced(
+                        c,
+                        h.span(),
+                        &format!("{rat}.hash_policy"),
+                        "L4 flows are hashed by the listener's `hash_key`",
+                    );
+                }
+                if let Some(a) = &r.affinity_cookie {
+                    misplaced(
+                        c,
+                        a.span(),
+                        &format!("{rat}.affinity_cookie"),
+                        "TLS passthrough cannot set cookies; use a hashing policy with `hash_key = \"source_ip\"`",
+                    );
+                }
+            }
+        }
+    }
+    if !protocol.is_l4()
+        && let Some(h) = &s.hash_key
+    {
+        misplaced(
+            c,
+            h.span(),
+            "hash_key",
+            "HTTP routes choose what to hash with `hash_policy`",
         );
+    }
+    let hash_key = match &s.hash_key {
+        None => Some(FlowHashKey::FiveTuple),
+        Some(h) => match h.get_ref().as_str() {
+            "five_tuple" => Some(FlowHashKey::FiveTuple),
+            "source_ip" => Some(FlowHashKey::SourceIp),
+            other => {
+                c.error(
+                    h.span(),
+                    format!("{at}.hash_key"),
+                    format!("unknown hash key \"{other}\""),
+                    Some("use \"five_tuple\" (each flow on its own) or \"source_ip\" (all flows of a client together)".into()),
+                );
+                None
+            }
+        },
+    };
+    let max_connections = match (&s.max_connections, protocol) {
+        (Some(m), ListenerProtocol::Udp) => {
+            misplaced(
+                c,
+                m.span(),
+                "max_connections",
+                "UDP has no connections; cap sessions with `max_sessions`",
+            );
+            None
+        }
+        (m, _) => count(c, m, &format!("{at}.max_connections")),
+    };
+    let max_sessions = match (&s.max_sessions, protocol) {
+        (None, ListenerProtocol::Udp) => Some(Some(defaults::MAX_UDP_SESSIONS)),
+        (Some(m), ListenerProtocol::Udp) => {
+            count(c, &Some(m.clone()), &format!("{at}.max_sessions"))
+        }
+        (Some(m), _) => {
+            misplaced(
+                c,
+                m.span(),
+                "max_sessions",
+                "only UDP listeners have sessions; cap connections with `max_connections`",
+            );
+            None
+        }
+        (None, _) => None,
+    };
+    let mut trusted = Vec::new();
+    if let Some(list) = &s.accept_proxy_protocol_from {
+        if protocol == ListenerProtocol::Udp {
+            misplaced(
+                c,
+                list.span(),
+                "accept_proxy_protocol_from",
+                "PROXY protocol is accepted on tcp, tls_passthrough and http listeners",
+            );
+        }
+        for (k, net) in list.get_ref().iter().enumerate() {
+            let text = net.get_ref();
+            let parsed = text.parse::<ipnet::IpNet>().ok().or_else(|| {
+                text.parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(ipnet::IpNet::from)
+            });
+            match parsed {
+                Some(n) => trusted.push(n.trunc()),
+                None => c.error(
+                    net.span(),
+                    format!("{at}.accept_proxy_protocol_from[{k}]"),
+                    format!("\"{text}\" is not an IP network"),
+                    Some("write a network in CIDR form (\"10.0.0.0/8\", \"fd00::/8\") or a single address (\"192.0.2.7\")".into()),
+                ),
+            }
+        }
+        if list.get_ref().is_empty() {
+            c.error(
+                list.span(),
+                format!("{at}.accept_proxy_protocol_from"),
+                "the list of trusted networks is empty".to_string(),
+                Some("list the networks of the L4 tier in front (\"10.0.0.0/8\"), or remove the field to turn PROXY protocol off".into()),
+            );
+        }
     }
     let routes: Vec<Option<RouteConfig>> = s
         .routes
@@ -173,12 +453,83 @@ fn listener(
         .map(|(j, r)| route(c, &format!("{at}.routes[{j}]"), r, clusters))
         .collect();
     Some(ListenerConfig {
-        name: s.name.get_ref().clone(),
+        name: name.clone(),
         address: address?,
+        protocol,
         request_header_timeout: header_timeout?,
         idle_timeout: idle_timeout?,
         routes: routes.into_iter().collect::<Option<_>>()?,
+        cluster,
+        hash_key: hash_key?,
+        max_connections: max_connections.flatten(),
+        max_sessions: max_sessions.flatten(),
+        accept_proxy_protocol_from: trusted,
+        inspect_timeout: inspect_timeout?,
     })
+}
+
+const LISTENER_PROTOCOLS: [&str; 4] = ["http", "tcp", "udp", "tls_passthrough"];
+
+fn protocol_name(p: ListenerProtocol) -> &'static str {
+    match p {
+        ListenerProtocol::Http => "http",
+        ListenerProtocol::Tcp => "tcp",
+        ListenerProtocol::Udp => "udp",
+        ListenerProtocol::TlsPassthrough => "tls_passthrough",
+    }
+}
+
+/// An optional positive limit (connections, sessions, attempts): `Some(None)` when unset.
+fn count(c: &mut Collector<'_>, v: &Option<Spanned<i64>>, at: &str) -> Option<Option<u32>> {
+    let Some(v) = v else { return Some(None) };
+    match u32::try_from(*v.get_ref()) {
+        Ok(n) if n > 0 => Some(Some(n)),
+        _ => {
+            c.error(
+                v.span(),
+                at,
+                format!("{} is out of range", v.get_ref()),
+                Some(format!(
+                    "use a whole number from 1 to {}, or leave it out for no limit",
+                    u32::MAX
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// Resolves a cluster name, with a did-you-mean when it is not defined.
+fn cluster_ref(
+    c: &mut Collector<'_>,
+    v: &Spanned<String>,
+    at: &str,
+    who: &str,
+    clusters: &HashMap<&str, usize>,
+) -> Option<ClusterRef> {
+    let name = v.get_ref();
+    if let Some(&index) = clusters.get(name.as_str()) {
+        return Some(ClusterRef {
+            name: name.clone(),
+            index,
+        });
+    }
+    let help = match did_you_mean(name, clusters.keys().copied()) {
+        Some(m) => format!("did you mean \"{m}\"?"),
+        None if clusters.is_empty() => "define it in a [[clusters]] table".into(),
+        None => {
+            let mut known: Vec<_> = clusters.keys().copied().collect();
+            known.sort_unstable();
+            format!("defined clusters are: {}", known.join(", "))
+        }
+    };
+    c.error(
+        v.span(),
+        at,
+        format!("{who} points to cluster \"{name}\", which is not defined"),
+        Some(help),
+    );
+    None
 }
 
 fn route(
@@ -204,34 +555,13 @@ fn route(
             None
         }
     };
-    let name = s.cluster.get_ref();
-    let cluster_index = match clusters.get(name.as_str()) {
-        Some(i) => Some(*i),
-        None => {
-            let help = match did_you_mean(name, clusters.keys().copied()) {
-                Some(m) => format!("did you mean \"{m}\"?"),
-                None if clusters.is_empty() => "define it in a [[clusters]] table".into(),
-                None => {
-                    let mut known: Vec<_> = clusters.keys().copied().collect();
-                    known.sort_unstable();
-                    format!("defined clusters are: {}", known.join(", "))
-                }
-            };
-            c.error(
-                s.cluster.span(),
-                format!("{at}.cluster"),
-                format!("route points to cluster \"{name}\", which is not defined"),
-                Some(help),
-            );
-            None
-        }
-    };
+    let cluster = cluster_ref(c, &s.cluster, &format!("{at}.cluster"), "route", clusters);
     let hash_policy = hash_policy(c, at, s);
     Some(RouteConfig {
         host: host?,
         path_prefix: path_prefix?,
-        cluster: name.clone(),
-        cluster_index: cluster_index?,
+        cluster: s.cluster.get_ref().clone(),
+        cluster_index: cluster?.index,
         hash_policy: hash_policy?,
     })
 }
@@ -407,6 +737,36 @@ fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<Cluste
         &format!("{at}.idle_timeout"),
         defaults::UPSTREAM_IDLE_TIMEOUT,
     );
+    let proxy_protocol = match &s.proxy_protocol {
+        None => Some(None),
+        Some(v) => match v.get_ref().as_str() {
+            "v1" => Some(Some(ProxyProtocolVersion::V1)),
+            "v2" => Some(Some(ProxyProtocolVersion::V2)),
+            other => {
+                c.error(
+                    v.span(),
+                    format!("{at}.proxy_protocol"),
+                    format!("unknown PROXY protocol version \"{other}\""),
+                    Some("use \"v1\" (text) or \"v2\" (binary); leave it out to send none".into()),
+                );
+                None
+            }
+        },
+    };
+    let max_connections = count(c, &s.max_connections, &format!("{at}.max_connections"));
+    let connect_attempts = match count(c, &s.connect_attempts, &format!("{at}.connect_attempts")) {
+        Some(Some(n)) if n > 100 => {
+            c.error(
+                s.connect_attempts.as_ref().map_or(0..0, |v| v.span()),
+                format!("{at}.connect_attempts"),
+                format!("{n} connect attempts per flow is too many"),
+                Some("use 1 to 100; a few attempts ride out a dead endpoint, more only delay the client".into()),
+            );
+            None
+        }
+        Some(n) => Some(n.unwrap_or(defaults::CONNECT_ATTEMPTS)),
+        None => None,
+    };
     if s.endpoints.get_ref().is_empty() {
         c.error(
             s.endpoints.span(),
@@ -445,6 +805,9 @@ fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<Cluste
         connect_timeout: connect_timeout?,
         request_timeout: request_timeout?,
         idle_timeout: idle_timeout?,
+        proxy_protocol: proxy_protocol?,
+        max_connections: max_connections?,
+        connect_attempts: connect_attempts?,
         endpoints: endpoints.into_iter().collect::<Option<_>>()?,
         health_check: match health_check {
             None => None,

@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use super::activity::Activity;
 use super::proxy::{self, ConnContext};
 use super::upstream::UpstreamClient;
+use crate::limit::Permit;
+use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::GaugeGuard;
 
@@ -33,6 +35,7 @@ pub fn connection_builder(listener: &ListenerState) -> auto::Builder<TokioExecut
 }
 
 /// What every connection of one listener on one worker shares.
+#[derive(Clone)]
 pub struct Acceptor {
     pub snapshot: Arc<Snapshot>,
     pub state: Arc<ListenerState>,
@@ -50,7 +53,7 @@ pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => serve(stream, peer, &acceptor, &builder),
+                Ok((stream, peer)) => admit(stream, peer, &acceptor, &builder),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(listener = %acceptor.state.config.name, error = %e, "accept failed");
@@ -61,12 +64,66 @@ pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
     }
 }
 
-fn serve(
+/// Admission (listener `max_connections`, PROXY protocol trust), then serve.
+fn admit(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: &Acceptor,
     builder: &Arc<auto::Builder<TokioExecutor>>,
 ) {
+    let state = &acceptor.state;
+    let Some(permit) = state.connections.try_acquire() else {
+        state.metrics.refused("max_connections");
+        tracing::debug!(listener = %state.config.name, %peer, "refused: max_connections reached");
+        return;
+    };
+    let trusted = &state.config.accept_proxy_protocol_from;
+    if trusted.is_empty() {
+        return serve(stream, peer, Vec::new(), permit, acceptor, builder);
+    }
+    if !is_trusted(trusted, peer) {
+        state.metrics.refused("untrusted_source");
+        tracing::debug!(listener = %state.config.name, %peer, "refused: not in accept_proxy_protocol_from");
+        return;
+    }
+    // The header is read in the connection's own task, never in the accept loop.
+    let acceptor = acceptor.clone();
+    let builder = builder.clone();
+    let tasks = acceptor.connections.clone();
+    tasks.spawn(async move {
+        let mut stream = stream;
+        let state = &acceptor.state;
+        let Ok(local) = stream.local_addr() else { return };
+        let read = tokio::time::timeout(
+            state.config.inspect_timeout,
+            read_header(&mut stream, peer, local),
+        )
+        .await;
+        match read {
+            Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, &acceptor, &builder),
+            Ok(Err(e)) => {
+                state.metrics.refused("bad_proxy_header");
+                tracing::debug!(listener = %state.config.name, %peer, error = %e, "PROXY header refused");
+            }
+            Err(_) => {
+                state.metrics.refused("inspect_timeout");
+                tracing::debug!(listener = %state.config.name, %peer, "no PROXY header within inspect_timeout");
+            }
+        }
+    });
+}
+
+/// Serves HTTP on `stream`; `client` is the peer, or the client a trusted
+/// PROXY header named, and `read_ahead` the request bytes that came with it.
+fn serve(
+    stream: TcpStream,
+    client: SocketAddr,
+    read_ahead: Vec<u8>,
+    permit: Permit,
+    acceptor: &Acceptor,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+) {
+    let peer = client;
     let _ = stream.set_nodelay(true);
     let metrics = &acceptor.state.metrics;
     metrics.connections.inc();
@@ -84,8 +141,10 @@ fn serve(
     let mut shutdown = acceptor.shutdown.clone();
     let builder = builder.clone();
     acceptor.connections.spawn(async move {
+        let _permit = permit;
         let service = service_fn(move |req| proxy::handle(cx.clone(), req));
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let io = TokioIo::new(Prefixed::new(read_ahead, stream));
+        let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         let why = tokio::select! {
             result = conn.as_mut() => {

@@ -3,7 +3,9 @@
 //! no shared accept lock, as NGINX's `reuseport` and Envoy's workers do.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+
+pub mod proxy_protocol;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -43,4 +45,39 @@ pub fn bind_single(address: SocketAddr) -> io::Result<TcpListener> {
     socket.bind(&address.into())?;
     socket.listen(128)?;
     Ok(socket.into())
+}
+
+/// A listening socket of either kind, one per worker per listener.
+#[derive(Debug)]
+pub enum BoundSocket {
+    Stream(TcpListener),
+    Datagram(UdpSocket),
+}
+
+impl BoundSocket {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            BoundSocket::Stream(s) => s.local_addr(),
+            BoundSocket::Datagram(s) => s.local_addr(),
+        }
+    }
+}
+
+/// Binds `count` UDP sockets to `address` with SO_REUSEPORT: the kernel
+/// hashes each client's datagrams to one of them, so a client's session
+/// stays on one worker.
+pub fn bind_reuseport_udp(address: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
+    let mut sockets = Vec::with_capacity(count);
+    let mut addr = address;
+    for _ in 0..count.max(1) {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let udp: UdpSocket = socket.into();
+        addr = udp.local_addr()?;
+        sockets.push(udp);
+    }
+    Ok(sockets)
 }

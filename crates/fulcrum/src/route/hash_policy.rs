@@ -86,10 +86,7 @@ impl HashSource {
     fn hash(&self, req: &Parts, client_ip: IpAddr) -> Option<u64> {
         use fulcrum_balance::hash::request_hash;
         match self {
-            HashSource::SourceIp => Some(match client_ip {
-                IpAddr::V4(ip) => request_hash(&ip.octets()),
-                IpAddr::V6(ip) => request_hash(&ip.octets()),
-            }),
+            HashSource::SourceIp => Some(fulcrum_balance::hash::source_ip_hash(client_ip)),
             HashSource::Header(name) => req.headers.get(name).map(|v| request_hash(v.as_bytes())),
             HashSource::Cookie(name) => {
                 cookie_value(&req.headers, name).map(|v| request_hash(v.as_bytes()))

@@ -18,7 +18,8 @@ use anyhow::Context as _;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, ListenerProtocol};
+use crate::listener::BoundSocket;
 use crate::telemetry::metrics::Metrics;
 use snapshot::Snapshot;
 
@@ -35,7 +36,7 @@ pub struct Shared {
 /// Where the server ended up listening (ports may have been 0 in the config).
 #[derive(Debug, Clone)]
 pub struct Bound {
-    pub listeners: Vec<(String, SocketAddr)>,
+    pub listeners: Vec<(String, ListenerProtocol, SocketAddr)>,
     pub admin: SocketAddr,
 }
 
@@ -51,6 +52,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         draining: AtomicBool::new(false),
     });
 
+    let signals = Signals::install()?;
     // Bind everything before starting any thread, so a busy port fails the start cleanly.
     let mut per_listener = Vec::new();
     let mut bound = Bound {
@@ -58,15 +60,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         admin: config.admin.address,
     };
     for l in &config.listeners {
-        let sockets = crate::listener::bind_reuseport(l.address, workers).with_context(|| {
+        let sockets: Vec<BoundSocket> = if l.protocol == ListenerProtocol::Udp {
+            crate::listener::bind_reuseport_udp(l.address, workers)
+                .map(|v| v.into_iter().map(BoundSocket::Datagram).collect())
+        } else {
+            crate::listener::bind_reuseport(l.address, workers)
+                .map(|v| v.into_iter().map(BoundSocket::Stream).collect())
+        }
+        .with_context(|| {
             format!(
                 "cannot listen on {} for listener \"{}\"; is another process using that port? Pick another address or stop that process",
                 l.address, l.name
             )
         })?;
+        let first = sockets.first().context("no socket bound")?;
         bound
             .listeners
-            .push((l.name.clone(), sockets[0].local_addr()?));
+            .push((l.name.clone(), l.protocol, first.local_addr()?));
         per_listener.push(sockets);
     }
     let admin = crate::listener::bind_single(config.admin.address).with_context(|| {
@@ -104,7 +114,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(workers, "fulcrum is ready");
 
-    wait_for_signal()?;
+    signals.wait();
     shared.draining.store(true, Ordering::SeqCst);
     tracing::info!(
         ?drain_timeout,
@@ -126,8 +136,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 fn announce(bound: &Bound) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    for (name, addr) in &bound.listeners {
-        let _ = writeln!(out, "fulcrum: listener {name} on http://{addr}");
+    for (name, protocol, addr) in &bound.listeners {
+        let scheme = match protocol {
+            ListenerProtocol::Http => "http",
+            ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => "tcp",
+            ListenerProtocol::Udp => "udp",
+        };
+        let _ = writeln!(out, "fulcrum: listener {name} on {scheme}://{addr}");
     }
     let _ = writeln!(out, "fulcrum: admin on http://{}", bound.admin);
     let _ = out.flush();
@@ -159,18 +174,36 @@ fn control(admin: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::R
     rt.shutdown_timeout(Duration::from_millis(100));
 }
 
-fn wait_for_signal() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+/// SIGTERM/SIGINT handlers, installed before the bound addresses are
+/// announced: a supervisor (or a test) that signals as soon as it reads them
+/// must get a drain, not the default action of dying on the spot.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => tracing::info!("received SIGTERM"),
-            _ = int.recv() => tracing::info!("received SIGINT"),
-        }
-        Ok(())
-    })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int) = rt.block_on(async {
+            anyhow::Ok((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(Self { rt, term, int })
+    }
+
+    fn wait(mut self) {
+        self.rt.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => tracing::info!("received SIGTERM"),
+                _ = self.int.recv() => tracing::info!("received SIGINT"),
+            }
+        });
+    }
 }

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, ListenerConfig, ListenerProtocol};
+use crate::limit::ConnectionLimit;
 use crate::route::Router;
 use crate::telemetry::metrics::{ListenerMetrics, Metrics};
 
@@ -20,14 +21,31 @@ pub struct ListenerState {
     pub config: ListenerConfig,
     pub router: Router,
     pub metrics: ListenerMetrics,
+    /// Open client connections (UDP: sessions), all workers, against
+    /// `max_connections` (`max_sessions`).
+    pub connections: Arc<ConnectionLimit>,
 }
 
 impl Snapshot {
     pub fn build(config: Config, metrics: Arc<Metrics>) -> Self {
+        let mut l4_clusters = vec![false; config.clusters.len()];
+        for l in config.listeners.iter().filter(|l| l.protocol.is_l4()) {
+            for index in l
+                .routes
+                .iter()
+                .map(|r| r.cluster_index)
+                .chain(l.cluster.as_ref().map(|c| c.index))
+            {
+                if let Some(flag) = l4_clusters.get_mut(index) {
+                    *flag = true;
+                }
+            }
+        }
         let clusters = config
             .clusters
             .iter()
-            .map(|c| Arc::new(Cluster::new(c.clone(), &metrics)))
+            .zip(l4_clusters)
+            .map(|(c, l4)| Arc::new(Cluster::new(c.clone(), &metrics, l4)))
             .collect();
         let listeners = config
             .listeners
@@ -36,7 +54,11 @@ impl Snapshot {
                 Arc::new(ListenerState {
                     config: l.clone(),
                     router: Router::new(l.routes.clone()),
-                    metrics: ListenerMetrics::new(&metrics, &l.name),
+                    metrics: ListenerMetrics::new(&metrics, &l.name, l.protocol.is_l4()),
+                    connections: Arc::new(ConnectionLimit::new(match l.protocol {
+                        ListenerProtocol::Udp => l.max_sessions,
+                        _ => l.max_connections,
+                    })),
                 })
             })
             .collect();

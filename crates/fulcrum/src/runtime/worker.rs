@@ -10,10 +10,14 @@ use tokio_util::task::TaskTracker;
 use super::Shared;
 use crate::http::server::{Acceptor, accept_loop};
 use crate::http::upstream::{UpstreamClient, client_for};
+use crate::l4::connect::ClusterConnMetrics;
+use crate::l4::tcp::L4Acceptor;
+use crate::listener::BoundSocket;
+use crate::telemetry::metrics::ClusterLabels;
 
 pub fn run(
     id: usize,
-    sockets: Vec<std::net::TcpListener>,
+    sockets: Vec<BoundSocket>,
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
@@ -33,22 +37,56 @@ pub fn run(
         let clients: Arc<[UpstreamClient]> = snapshot.clusters.iter().map(|c| client_for(&c.config, &shared.metrics)).collect();
         let connections = TaskTracker::new();
         let mut accepting = Vec::new();
-        for (socket, state) in sockets.into_iter().zip(snapshot.listeners.iter()) {
-            let listener = match tokio::net::TcpListener::from_std(socket) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::error!(worker = id, listener = %state.config.name, error = %e, "cannot use listening socket");
-                    continue;
+        let cluster_metrics: Arc<[ClusterConnMetrics]> = snapshot
+            .clusters
+            .iter()
+            .map(|c| {
+                let labels = ClusterLabels { cluster: c.config.name.clone() };
+                ClusterConnMetrics {
+                    opened: shared.metrics.upstream_connections.get_or_create(&labels).clone(),
+                    active: shared.metrics.upstream_active_connections.get_or_create(&labels).clone(),
                 }
-            };
-            let acceptor = Acceptor {
+            })
+            .collect();
+        for (socket, state) in sockets.into_iter().zip(snapshot.listeners.iter()) {
+            let l4 = L4Acceptor {
                 snapshot: snapshot.clone(),
                 state: state.clone(),
-                clients: clients.clone(),
+                cluster_metrics: cluster_metrics.clone(),
                 connections: connections.clone(),
                 shutdown: shutdown.clone(),
             };
-            accepting.push(tokio::spawn(accept_loop(listener, acceptor)));
+            let task = match socket {
+                BoundSocket::Datagram(socket) => match tokio::net::UdpSocket::from_std(socket) {
+                    Ok(socket) => tokio::spawn(crate::l4::udp::serve(socket, l4)),
+                    Err(e) => {
+                        tracing::error!(worker = id, listener = %state.config.name, error = %e, "cannot use listening socket");
+                        continue;
+                    }
+                },
+                BoundSocket::Stream(socket) => {
+                    let listener = match tokio::net::TcpListener::from_std(socket) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(worker = id, listener = %state.config.name, error = %e, "cannot use listening socket");
+                            continue;
+                        }
+                    };
+                    if state.config.protocol.is_l4() {
+                        tokio::spawn(crate::l4::tcp::accept_loop(listener, l4))
+                    } else {
+                        let acceptor = Acceptor {
+                            snapshot: snapshot.clone(),
+                            state: state.clone(),
+                            clients: clients.clone(),
+                            connections: connections.clone(),
+                            shutdown: shutdown.clone(),
+                        };
+                        tokio::spawn(accept_loop(listener, acceptor))
+                    }
+                }
+            };
+            accepting.push(task);
         }
         for task in accepting {
             let _ = task.await;

@@ -19,43 +19,63 @@ pub const LATENCY_BUCKETS: [f64; 16] = [
     30.0,
 ];
 
-#[derive(Clone, Debug, Default)]
+/// Upper bounds in seconds for L4 flow lifetimes: a DNS exchange to a
+/// day-long database session.
+pub const FLOW_BUCKETS: [f64; 12] = [
+    0.001, 0.01, 0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 86400.0,
+];
+
+#[derive(Clone, Debug)]
 pub struct LatencyHistogram(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    bounds_ns: [u64; LATENCY_BUCKETS.len()],
+    bounds: &'static [f64],
+    bounds_ns: Box<[u64]>,
     /// One per bound plus the +Inf bucket; not cumulative.
-    counts: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    counts: Box<[AtomicU64]>,
     sum_ns: AtomicU64,
 }
 
-impl Default for Inner {
+impl Default for LatencyHistogram {
     fn default() -> Self {
-        Self {
-            bounds_ns: LATENCY_BUCKETS.map(|s| (s * 1e9) as u64),
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_ns: AtomicU64::new(0),
-        }
+        Self::with_buckets(&LATENCY_BUCKETS)
     }
 }
 
 impl LatencyHistogram {
+    /// A histogram over `bounds` (seconds, ascending).
+    pub fn with_buckets(bounds: &'static [f64]) -> Self {
+        Self(Arc::new(Inner {
+            bounds,
+            bounds_ns: bounds.iter().map(|s| (s * 1e9) as u64).collect(),
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }))
+    }
+
+    /// For flow durations ([`FLOW_BUCKETS`]).
+    pub fn flows() -> Self {
+        Self::with_buckets(&FLOW_BUCKETS)
+    }
+
     pub fn observe(&self, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let bucket = self.0.bounds_ns.partition_point(|&b| b < ns);
-        self.0.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.0.counts.get(bucket) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
         self.0.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
     /// Cumulative `(upper bound, count)` pairs, the sum in seconds and the count.
     pub fn snapshot(&self) -> (Vec<(f64, u64)>, f64, u64) {
         let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len() + 1);
+        let mut buckets = Vec::with_capacity(self.0.counts.len());
         for (i, c) in self.0.counts.iter().enumerate() {
             cumulative += c.load(Ordering::Relaxed);
             buckets.push((
-                LATENCY_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                self.0.bounds.get(i).copied().unwrap_or(f64::INFINITY),
                 cumulative,
             ));
         }

@@ -45,6 +45,12 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerStatusLabels {
     pub listener: String,
     pub status_class: &'static str,
@@ -79,6 +85,21 @@ pub struct Metrics {
     pub health_checks: Family<HealthCheckLabels, Counter>,
     pub endpoint_healthy: Family<EndpointLabels, Gauge>,
     pub health_transitions: Family<HealthCheckLabels, Counter>,
+    // L4 (tcp, udp, tls_passthrough listeners and the clusters they use).
+    pub downstream_refused: Family<ListenerReasonLabels, Counter>,
+    pub downstream_received_bytes: Family<ListenerLabels, Counter>,
+    pub downstream_sent_bytes: Family<ListenerLabels, Counter>,
+    pub downstream_flow_duration:
+        Family<ListenerLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    pub udp_sessions: Family<ListenerLabels, Counter>,
+    pub udp_active_sessions: Family<ListenerLabels, Gauge>,
+    pub udp_dropped_datagrams: Family<ListenerReasonLabels, Counter>,
+    pub upstream_flows: Family<EndpointLabels, Counter>,
+    pub upstream_active_flows: Family<EndpointLabels, Gauge>,
+    pub upstream_connect_failures: Family<EndpointLabels, Counter>,
+    pub upstream_connect_duration: Family<EndpointLabels, LatencyHistogram>,
+    pub upstream_sent_bytes: Family<EndpointLabels, Counter>,
+    pub upstream_received_bytes: Family<EndpointLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,6 +124,19 @@ impl Metrics {
             health_checks: Family::default(),
             endpoint_healthy: Family::default(),
             health_transitions: Family::default(),
+            downstream_refused: Family::default(),
+            downstream_received_bytes: Family::default(),
+            downstream_sent_bytes: Family::default(),
+            downstream_flow_duration: Family::new_with_constructor(LatencyHistogram::flows),
+            udp_sessions: Family::default(),
+            udp_active_sessions: Family::default(),
+            udp_dropped_datagrams: Family::default(),
+            upstream_flows: Family::default(),
+            upstream_active_flows: Family::default(),
+            upstream_connect_failures: Family::default(),
+            upstream_connect_duration: Family::default(),
+            upstream_sent_bytes: Family::default(),
+            upstream_received_bytes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -165,6 +199,71 @@ impl Metrics {
             "Endpoint health changes; result is the new state (healthy, unhealthy)",
             m.health_transitions.clone(),
         );
+        registry.register(
+            "downstream_connections_refused",
+            "Client connections closed without being served, by reason (max_connections, untrusted_source, bad_proxy_header, inspect_timeout; L4 also not_tls, no_route, no_healthy_upstream, cluster_max_connections, upstream_connect_failure, client_closed)",
+            m.downstream_refused.clone(),
+        );
+        registry.register(
+            "downstream_received_bytes",
+            "Bytes received from clients on L4 listeners",
+            m.downstream_received_bytes.clone(),
+        );
+        registry.register(
+            "downstream_sent_bytes",
+            "Bytes sent to clients on L4 listeners",
+            m.downstream_sent_bytes.clone(),
+        );
+        registry.register(
+            "downstream_flow_duration_seconds",
+            "Lifetime of L4 flows (TCP connections, UDP sessions) from accept to close",
+            m.downstream_flow_duration.clone(),
+        );
+        registry.register(
+            "udp_sessions",
+            "UDP sessions opened (one per client address until idle)",
+            m.udp_sessions.clone(),
+        );
+        registry.register(
+            "udp_active_sessions",
+            "UDP sessions open now",
+            m.udp_active_sessions.clone(),
+        );
+        registry.register(
+            "udp_dropped_datagrams",
+            "UDP datagrams dropped, by reason (max_sessions, no_healthy_upstream, upstream_error)",
+            m.udp_dropped_datagrams.clone(),
+        );
+        registry.register(
+            "upstream_flows",
+            "L4 flows forwarded to each endpoint",
+            m.upstream_flows.clone(),
+        );
+        registry.register(
+            "upstream_active_flows",
+            "L4 flows open to each endpoint",
+            m.upstream_active_flows.clone(),
+        );
+        registry.register(
+            "upstream_connect_failures",
+            "Failed L4 connects to each endpoint (refused, unreachable, timeout)",
+            m.upstream_connect_failures.clone(),
+        );
+        registry.register(
+            "upstream_connect_duration_seconds",
+            "Time to establish an L4 connection to each endpoint",
+            m.upstream_connect_duration.clone(),
+        );
+        registry.register(
+            "upstream_sent_bytes",
+            "Bytes sent to each endpoint by L4 flows",
+            m.upstream_sent_bytes.clone(),
+        );
+        registry.register(
+            "upstream_received_bytes",
+            "Bytes received from each endpoint by L4 flows",
+            m.upstream_received_bytes.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -184,10 +283,24 @@ pub struct EndpointMetrics {
     pub duration: LatencyHistogram,
     pub active_requests: Gauge,
     pub healthy: Gauge,
+    /// Present when an L4 listener uses the cluster, so HTTP-only endpoints
+    /// export no empty flow series.
+    pub flows: Option<EndpointFlowMetrics>,
+}
+
+/// Per-endpoint L4 handles.
+#[derive(Clone, Debug)]
+pub struct EndpointFlowMetrics {
+    pub flows: Counter,
+    pub active_flows: Gauge,
+    pub connect_failures: Counter,
+    pub connect_duration: LatencyHistogram,
+    pub sent_bytes: Counter,
+    pub received_bytes: Counter,
 }
 
 impl EndpointMetrics {
-    pub fn new(m: &Metrics, cluster: &str, endpoint: &str) -> Self {
+    pub fn new(m: &Metrics, cluster: &str, endpoint: &str, l4: bool) -> Self {
         let labels = EndpointLabels {
             cluster: cluster.to_string(),
             endpoint: endpoint.to_string(),
@@ -206,6 +319,14 @@ impl EndpointMetrics {
             duration: m.upstream_request_duration.get_or_create(&labels).clone(),
             active_requests: m.upstream_active_requests.get_or_create(&labels).clone(),
             healthy: m.endpoint_healthy.get_or_create(&labels).clone(),
+            flows: l4.then(|| EndpointFlowMetrics {
+                flows: m.upstream_flows.get_or_create(&labels).clone(),
+                active_flows: m.upstream_active_flows.get_or_create(&labels).clone(),
+                connect_failures: m.upstream_connect_failures.get_or_create(&labels).clone(),
+                connect_duration: m.upstream_connect_duration.get_or_create(&labels).clone(),
+                sent_bytes: m.upstream_sent_bytes.get_or_create(&labels).clone(),
+                received_bytes: m.upstream_received_bytes.get_or_create(&labels).clone(),
+            }),
         }
     }
 }
@@ -216,10 +337,49 @@ pub struct ListenerMetrics {
     pub responses: [Counter; 5],
     pub active_connections: Gauge,
     pub connections: Counter,
+    listener: String,
+    refused: Family<ListenerReasonLabels, Counter>,
+    pub flows: Option<ListenerFlowMetrics>,
+}
+
+/// Per-listener L4 handles.
+#[derive(Clone, Debug)]
+pub struct ListenerFlowMetrics {
+    listener: String,
+    dropped: Family<ListenerReasonLabels, Counter>,
+    pub received_bytes: Counter,
+    pub sent_bytes: Counter,
+    pub flow_duration: LatencyHistogram,
+    pub udp_sessions: Counter,
+    pub udp_active_sessions: Gauge,
 }
 
 impl ListenerMetrics {
-    pub fn new(m: &Metrics, listener: &str) -> Self {
+    /// A connection closed without being served (rare: the label lookup is fine here).
+    pub fn refused(&self, reason: &'static str) {
+        self.refused
+            .get_or_create(&ListenerReasonLabels {
+                listener: self.listener.clone(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+impl ListenerFlowMetrics {
+    /// A UDP datagram dropped.
+    pub fn dropped(&self, reason: &'static str) {
+        self.dropped
+            .get_or_create(&ListenerReasonLabels {
+                listener: self.listener.clone(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+impl ListenerMetrics {
+    pub fn new(m: &Metrics, listener: &str, l4: bool) -> Self {
         let labels = ListenerLabels {
             listener: listener.to_string(),
         };
@@ -237,6 +397,17 @@ impl ListenerMetrics {
                 .get_or_create(&labels)
                 .clone(),
             connections: m.downstream_connections.get_or_create(&labels).clone(),
+            listener: listener.to_string(),
+            refused: m.downstream_refused.clone(),
+            flows: l4.then(|| ListenerFlowMetrics {
+                listener: listener.to_string(),
+                dropped: m.udp_dropped_datagrams.clone(),
+                received_bytes: m.downstream_received_bytes.get_or_create(&labels).clone(),
+                sent_bytes: m.downstream_sent_bytes.get_or_create(&labels).clone(),
+                flow_duration: m.downstream_flow_duration.get_or_create(&labels).clone(),
+                udp_sessions: m.udp_sessions.get_or_create(&labels).clone(),
+                udp_active_sessions: m.udp_active_sessions.get_or_create(&labels).clone(),
+            }),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! real `fulcrum` binary started from a config, and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod l4;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -328,8 +330,9 @@ impl Proxy {
                 }
             };
             if let Some(rest) = line.strip_prefix("fulcrum: listener ") {
-                let (name, url) = rest.split_once(" on http://").unwrap();
-                listeners.insert(name.to_string(), url.parse().unwrap());
+                let (name, url) = rest.split_once(" on ").unwrap();
+                let (_scheme, addr) = url.split_once("://").unwrap();
+                listeners.insert(name.to_string(), addr.parse().unwrap());
             } else if let Some(url) = line.strip_prefix("fulcrum: admin on http://") {
                 break url.parse().unwrap();
             }
