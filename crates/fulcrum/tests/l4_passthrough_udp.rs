@@ -145,28 +145,13 @@ endpoints = [{{ address = "{}" }}]
 }
 
 fn udp_config(listener_extra: &str, cluster_extra: &str, endpoints: &[SocketAddr]) -> String {
-    let list: Vec<String> = endpoints
-        .iter()
-        .map(|a| format!("{{ address = \"{a}\" }}"))
-        .collect();
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 2
-[[listeners]]
-name = "dns"
-address = "127.0.0.1:0"
-protocol = "udp"
-cluster = "resolvers"
-{listener_extra}
-[[clusters]]
-name = "resolvers"
-endpoints = [{}]
-{cluster_extra}
-"#,
-        list.join(", ")
+    l4_config(
+        "udp",
+        "dns",
+        "resolvers",
+        listener_extra,
+        cluster_extra,
+        endpoints,
     )
 }
 

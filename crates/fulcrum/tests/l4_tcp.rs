@@ -14,28 +14,13 @@ use support::Proxy;
 use support::l4::*;
 
 fn tcp_config(listener_extra: &str, cluster_extra: &str, endpoints: &[SocketAddr]) -> String {
-    let list: Vec<String> = endpoints
-        .iter()
-        .map(|a| format!("{{ address = \"{a}\" }}"))
-        .collect();
-    format!(
-        r#"
-[admin]
-address = "127.0.0.1:0"
-[runtime]
-workers = 2
-[[listeners]]
-name = "tcp"
-address = "127.0.0.1:0"
-protocol = "tcp"
-cluster = "backends"
-{listener_extra}
-[[clusters]]
-name = "backends"
-endpoints = [{}]
-{cluster_extra}
-"#,
-        list.join(", ")
+    l4_config(
+        "tcp",
+        "tcp",
+        "backends",
+        listener_extra,
+        cluster_extra,
+        endpoints,
     )
 }
 

@@ -232,3 +232,39 @@ pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("gave up waiting for: {what}");
 }
+
+/// Config for one L4 listener `listener` (`protocol`) forwarding to one
+/// cluster `cluster` of `endpoints`, admin and listener on ephemeral ports;
+/// `listener_extra` and `cluster_extra` are extra TOML lines for each table.
+pub fn l4_config(
+    protocol: &str,
+    listener: &str,
+    cluster: &str,
+    listener_extra: &str,
+    cluster_extra: &str,
+    endpoints: &[SocketAddr],
+) -> String {
+    let list: Vec<String> = endpoints
+        .iter()
+        .map(|a| format!("{{ address = \"{a}\" }}"))
+        .collect();
+    format!(
+        r#"
+[admin]
+address = "127.0.0.1:0"
+[runtime]
+workers = 2
+[[listeners]]
+name = "{listener}"
+address = "127.0.0.1:0"
+protocol = "{protocol}"
+cluster = "{cluster}"
+{listener_extra}
+[[clusters]]
+name = "{cluster}"
+endpoints = [{}]
+{cluster_extra}
+"#,
+        list.join(", ")
+    )
+}
