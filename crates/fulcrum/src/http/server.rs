@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use super::activity::Activity;
 use super::proxy::{self, ConnContext};
 use super::upstream::UpstreamClient;
+use crate::l4::Refusal;
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
 use crate::runtime::snapshot::{ListenerState, Snapshot};
@@ -73,7 +74,7 @@ fn admit(
 ) {
     let state = &acceptor.state;
     let Some(permit) = state.connections.try_acquire() else {
-        state.metrics.refused("max_connections");
+        state.metrics.refused(Refusal::MaxConnections.reason());
         tracing::debug!(listener = %state.config.name, %peer, "refused: max_connections reached");
         return;
     };
@@ -82,7 +83,7 @@ fn admit(
         return serve(stream, peer, Vec::new(), permit, acceptor, builder);
     }
     if !is_trusted(trusted, peer) {
-        state.metrics.refused("untrusted_source");
+        state.metrics.refused(Refusal::UntrustedSource.reason());
         tracing::debug!(listener = %state.config.name, %peer, "refused: not in accept_proxy_protocol_from");
         return;
     }
@@ -102,11 +103,11 @@ fn admit(
         match read {
             Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, &acceptor, &builder),
             Ok(Err(e)) => {
-                state.metrics.refused("bad_proxy_header");
+                state.metrics.refused(Refusal::BadProxyHeader.reason());
                 tracing::debug!(listener = %state.config.name, %peer, error = %e, "PROXY header refused");
             }
             Err(_) => {
-                state.metrics.refused("inspect_timeout");
+                state.metrics.refused(Refusal::InspectTimeout.reason());
                 tracing::debug!(listener = %state.config.name, %peer, "no PROXY header within inspect_timeout");
             }
         }

@@ -69,7 +69,7 @@ pub async fn bidirectional(
                 Outcome::Error
             }
         },
-        () = idle(&last_activity, idle_timeout) => Outcome::IdleTimeout,
+        () = super::idle(&last_activity, idle_timeout) => Outcome::IdleTimeout,
     };
     let moved = Transferred {
         to_upstream: up_bytes.load(Ordering::Relaxed),
@@ -90,20 +90,6 @@ pub async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn idle(last_activity: &AtomicU64, timeout: Duration) {
-    let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-    loop {
-        let deadline = last_activity
-            .load(Ordering::Relaxed)
-            .saturating_add(timeout_ns);
-        let now = crate::clock::now_ns();
-        if now >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_nanos(deadline - now)).await;
-    }
 }
 
 /// Closes with RST instead of FIN: the peer learns the flow broke.

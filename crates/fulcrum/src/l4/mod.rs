@@ -17,6 +17,8 @@ pub mod tcp;
 pub mod udp;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::config::FlowHashKey;
 
@@ -34,8 +36,26 @@ pub fn flow_hash(key: FlowHashKey, client: SocketAddr, local: SocketAddr, protoc
     }
 }
 
-/// Why an L4 connection was closed without being forwarded: one place for the
-/// metric label and the log message.
+/// Resolves once nothing has moved for `timeout`: `last_activity` is the
+/// [`crate::clock::now_ns`] of the last byte or datagram, stored by the copy
+/// (a clock read per chunk instead of a timer reset per chunk).
+pub async fn idle(last_activity: &AtomicU64, timeout: Duration) {
+    let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    loop {
+        let deadline = last_activity
+            .load(Ordering::Relaxed)
+            .saturating_add(timeout_ns);
+        let now = crate::clock::now_ns();
+        if now >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_nanos(deadline - now)).await;
+    }
+}
+
+/// Why a connection was closed without being served (L4 flows, and the
+/// admission and PROXY-header checks HTTP listeners share): one place for
+/// the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// The listener's `max_connections` is reached.

@@ -203,7 +203,7 @@ impl Relay {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut quiet = self.idle_timeout;
         loop {
-            let idle = idle_for(&self.session.last_activity, quiet);
+            let idle = super::idle(&self.session.last_activity, quiet);
             tokio::select! {
                 received = self.session.upstream.recv(&mut buf) => match received {
                     Ok(n) => {
@@ -243,20 +243,5 @@ impl Relay {
         drop(table);
         self.metrics.flow_duration.observe(started.elapsed());
         tracing::debug!(client = %self.client, "UDP session closed: idle");
-    }
-}
-
-/// Resolves once nothing has moved for `timeout`.
-async fn idle_for(last_activity: &AtomicU64, timeout: Duration) {
-    let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-    loop {
-        let deadline = last_activity
-            .load(Ordering::Relaxed)
-            .saturating_add(timeout_ns);
-        let now = crate::clock::now_ns();
-        if now >= deadline {
-            return;
-        }
-        tokio::time::sleep(Duration::from_nanos(deadline - now)).await;
     }
 }
