@@ -12,6 +12,9 @@ use crate::telemetry::metrics::{EndpointMetrics, status_class_index};
 
 #[derive(Debug)]
 pub struct Endpoint {
+    /// Position in the cluster's endpoint list; per-worker state (the HTTP/1.1
+    /// connection pools) is indexed by it.
+    pub index: usize,
     pub address: SocketAddr,
     /// `address` as text, computed once: used in metrics and logs.
     pub label: String,
@@ -33,6 +36,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn new(
+        index: usize,
         address: SocketAddr,
         weight: u32,
         zone: Option<String>,
@@ -43,6 +47,7 @@ impl Endpoint {
         metrics.healthy.set(1);
         let label = address.to_string();
         Self {
+            index,
             address,
             authority: http::uri::Authority::from_maybe_shared(bytes::Bytes::from(label.clone()))
                 .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),

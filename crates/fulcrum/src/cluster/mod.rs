@@ -74,7 +74,8 @@ impl Cluster {
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(index, e)| {
                 let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string(), l4);
                 let ewma = match config.policy {
                     Policy::PeakEwma { config, .. } => {
@@ -83,6 +84,7 @@ impl Cluster {
                     _ => None,
                 };
                 Arc::new(Endpoint::new(
+                    index,
                     e.address,
                     e.weight,
                     e.zone.clone(),

@@ -11,7 +11,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::activity::StreamGuard;
+use super::upstream::h1::H1Body;
 use crate::cluster::ActiveRequest;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug)]
 pub struct ProxyBody {
@@ -22,11 +25,19 @@ pub struct ProxyBody {
 }
 
 #[derive(Debug)]
+pub enum UpstreamBody {
+    /// From fulcrum's HTTP/1.1 client.
+    Http1(H1Body),
+    /// From hyper's HTTP/2 client.
+    Http2(Incoming),
+}
+
+#[derive(Debug)]
 enum Kind {
     /// The upstream's body; `active` keeps the request counted as in flight
     /// (for least-request and metrics) until the last frame has passed.
     Upstream {
-        body: Incoming,
+        body: UpstreamBody,
         active: Option<ActiveRequest>,
     },
     Local(Full<Bytes>),
@@ -40,7 +51,7 @@ impl ProxyBody {
         }
     }
 
-    pub fn upstream(body: Incoming, active: ActiveRequest) -> Self {
+    pub fn upstream(body: UpstreamBody, active: ActiveRequest) -> Self {
         Self {
             kind: Kind::Upstream {
                 body,
@@ -57,15 +68,22 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         let polled = match &mut this.kind {
-            Kind::Upstream { body, .. } => Pin::new(body).poll_frame(cx),
+            Kind::Upstream {
+                body: UpstreamBody::Http1(body),
+                ..
+            } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Upstream {
+                body: UpstreamBody::Http2(body),
+                ..
+            } => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Kind::Local(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
@@ -82,14 +100,28 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream {
+                body: UpstreamBody::Http1(body),
+                ..
+            } => body.is_end_stream(),
+            Kind::Upstream {
+                body: UpstreamBody::Http2(body),
+                ..
+            } => body.is_end_stream(),
             Kind::Local(full) => full.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream {
+                body: UpstreamBody::Http1(body),
+                ..
+            } => body.size_hint(),
+            Kind::Upstream {
+                body: UpstreamBody::Http2(body),
+                ..
+            } => body.size_hint(),
             Kind::Local(full) => full.size_hint(),
         }
     }

@@ -20,6 +20,8 @@ pub enum ProxyError {
     ConnectFailure { endpoint: String, detail: String },
     #[error("{endpoint} closed or reset the connection before responding: {detail}")]
     UpstreamReset { endpoint: String, detail: String },
+    #[error("{endpoint} sent an invalid HTTP response: {detail}")]
+    UpstreamProtocol { endpoint: String, detail: String },
     #[error("{endpoint} did not respond within {timeout_ms} ms")]
     UpstreamTimeout { endpoint: String, timeout_ms: u128 },
     #[error("the request cannot be forwarded: {0}")]
@@ -38,6 +40,9 @@ impl ProxyError {
                 (StatusCode::BAD_GATEWAY, "upstream_connect_failure")
             }
             ProxyError::UpstreamReset { .. } => (StatusCode::BAD_GATEWAY, "upstream_reset"),
+            ProxyError::UpstreamProtocol { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_protocol_error")
+            }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
         }

@@ -12,12 +12,13 @@ use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::activity::Activity;
-use super::body::ProxyBody;
+use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::headers;
-use super::upstream::UpstreamClient;
+use super::upstream::h1::{self, UpstreamError};
+use super::upstream::{Http2Client, Upstream};
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
-use crate::config::{RouteConfig, UpstreamProtocol};
+use crate::config::RouteConfig;
 use crate::route::hash_policy::RequestKey;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
@@ -27,7 +28,7 @@ pub struct ConnContext {
     pub snapshot: Arc<Snapshot>,
     pub listener: Arc<ListenerState>,
     /// This worker's upstream pools, indexed like `snapshot.clusters`.
-    pub clients: Arc<[UpstreamClient]>,
+    pub clients: Arc<[Upstream]>,
     pub peer: SocketAddr,
     /// `peer`'s IP as a header value, for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
@@ -99,7 +100,7 @@ async fn send(
     cx: &ConnContext,
     route: &RouteConfig,
     cluster: &Cluster,
-    client: &UpstreamClient,
+    client: &Upstream,
     req: Request<Incoming>,
     host: Option<HeaderValue>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
@@ -116,19 +117,25 @@ async fn send(
         })?
         .clone();
     let active = ActiveRequest::start(endpoint.clone());
-    let upstream_req = upstream_request(
-        Request::from_parts(parts, body),
-        &endpoint,
-        cluster.config.protocol,
-        &cx.client_ip,
-        host,
-    )?;
+    let mut req = Request::from_parts(parts, body);
+    rewrite_headers(&mut req, &cx.client_ip, host);
     let timeout = cluster.config.request_timeout;
-    let resp = match tokio::time::timeout(timeout, client.request(upstream_req)).await {
+    let exchange = async {
+        match client {
+            Upstream::Http1(pool) => h1::send(pool, &endpoint, req)
+                .await
+                .map(|r| r.map(UpstreamBody::Http1))
+                .map_err(|e| h1_failure(&endpoint, e)),
+            Upstream::Http2(client) => send_http2(client, &endpoint, req)
+                .await
+                .map(|r| r.map(UpstreamBody::Http2)),
+        }
+    };
+    let resp = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             active.record_failure();
-            return Err(upstream_failure(&endpoint, &e));
+            return Err(e);
         }
         Err(_) => {
             active.record_failure();
@@ -150,14 +157,29 @@ async fn send(
     ))
 }
 
-/// Rewrites a downstream request for the chosen endpoint.
-fn upstream_request(
-    req: Request<Incoming>,
-    endpoint: &Endpoint,
-    protocol: UpstreamProtocol,
+/// Header hygiene for the upstream: hop-by-hop headers out, forwarding
+/// headers in, and `Host` kept (an HTTP/2 client sends `:authority` instead;
+/// the upstream still needs the original host).
+fn rewrite_headers(
+    req: &mut Request<Incoming>,
     client_ip: &HeaderValue,
     host: Option<HeaderValue>,
-) -> Result<Request<Incoming>, ProxyError> {
+) {
+    let headers = req.headers_mut();
+    headers::remove_hop_by_hop(headers);
+    headers::set_forwarded(headers, client_ip, host.as_ref());
+    if let Some(host) = host {
+        headers.entry(HOST).or_insert(host);
+    }
+}
+
+/// Over HTTP/2 the request needs an absolute URI naming the endpoint (the
+/// pool is keyed by it) and the HTTP/2 version.
+async fn send_http2(
+    client: &Http2Client,
+    endpoint: &Endpoint,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts
         .uri
@@ -170,17 +192,29 @@ fn upstream_request(
         .path_and_query(path_and_query)
         .build()
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-    parts.version = match protocol {
-        UpstreamProtocol::Http1 => Version::HTTP_11,
-        UpstreamProtocol::Http2 => Version::HTTP_2,
-    };
-    headers::remove_hop_by_hop(&mut parts.headers);
-    headers::set_forwarded(&mut parts.headers, client_ip, host.as_ref());
-    // An HTTP/2 client sends :authority instead of Host; the upstream still needs the original host.
-    if let Some(host) = host {
-        parts.headers.entry(HOST).or_insert(host);
+    parts.version = Version::HTTP_2;
+    client
+        .request(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| upstream_failure(endpoint, &e))
+}
+
+fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
+    let endpoint = endpoint.label.clone();
+    match e {
+        UpstreamError::Connect(e) => ProxyError::ConnectFailure {
+            endpoint,
+            detail: e.to_string(),
+        },
+        UpstreamError::Io(_) | UpstreamError::Closed => ProxyError::UpstreamReset {
+            endpoint,
+            detail: e.to_string(),
+        },
+        UpstreamError::Protocol(e) => ProxyError::UpstreamProtocol {
+            endpoint,
+            detail: e.to_string(),
+        },
     }
-    Ok(Request::from_parts(parts, body))
 }
 
 fn upstream_failure(endpoint: &Endpoint, e: &hyper_util::client::legacy::Error) -> ProxyError {

@@ -15,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
 use super::proxy::{self, ConnContext};
-use super::upstream::UpstreamClient;
+use super::upstream::Upstream;
 use crate::l4::Refusal;
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
@@ -40,7 +40,7 @@ pub fn connection_builder(listener: &ListenerState) -> auto::Builder<TokioExecut
 pub struct Acceptor {
     pub snapshot: Arc<Snapshot>,
     pub state: Arc<ListenerState>,
-    pub clients: Arc<[UpstreamClient]>,
+    pub clients: Arc<[Upstream]>,
     /// Tracks every connection task so a drain can wait for them.
     pub connections: TaskTracker,
     pub shutdown: watch::Receiver<bool>,

@@ -9,7 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use super::Shared;
 use crate::http::server::{Acceptor, accept_loop};
-use crate::http::upstream::{UpstreamClient, client_for};
+use crate::http::upstream::{Upstream, upstream_for};
 use crate::l4::connect::ClusterConnMetrics;
 use crate::l4::tcp::L4Acceptor;
 use crate::listener::BoundSocket;
@@ -34,7 +34,7 @@ pub fn run(
     };
     rt.block_on(async move {
         let snapshot = shared.snapshot.load_full();
-        let clients: Arc<[UpstreamClient]> = snapshot.clusters.iter().map(|c| client_for(&c.config, &shared.metrics)).collect();
+        let clients: Arc<[Upstream]> = snapshot.clusters.iter().map(|c| upstream_for(&c.config, &shared.metrics)).collect();
         let connections = TaskTracker::new();
         let mut accepting = Vec::new();
         let cluster_metrics: Arc<[ClusterConnMetrics]> = snapshot

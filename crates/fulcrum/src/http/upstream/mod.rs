@@ -1,11 +1,16 @@
-//! Upstream connection pools: one hyper-util client per cluster per worker,
-//! so pools are never shared across threads (no lock contention, like NGINX
-//! workers and Envoy's per-worker pools). HTTP/1.1 keeps connections alive and
-//! reuses them; `protocol = "http2"` multiplexes requests over h2c.
+//! Upstream connection pools, one set per cluster per worker, so pools are
+//! never shared across threads (no lock contention, like NGINX workers and
+//! Envoy's per-worker pools). HTTP/1.1 clusters use fulcrum's own client
+//! ([`h1`]: keep-alive pools, no task per connection); `protocol = "http2"`
+//! clusters multiplex requests over h2c with hyper's client.
+
+pub mod codec;
+pub mod h1;
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
@@ -21,9 +26,23 @@ use tokio::net::TcpStream;
 use crate::config::{ClusterConfig, UpstreamProtocol};
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
-pub type UpstreamClient = Client<CountingConnector, Incoming>;
+pub type Http2Client = Client<CountingConnector, Incoming>;
 
-pub fn client_for(cluster: &ClusterConfig, metrics: &Metrics) -> UpstreamClient {
+/// One cluster's upstream client on one worker.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    Http1(Arc<h1::H1Pool>),
+    Http2(Box<Http2Client>),
+}
+
+pub fn upstream_for(cluster: &ClusterConfig, metrics: &Metrics) -> Upstream {
+    match cluster.protocol {
+        UpstreamProtocol::Http1 => Upstream::Http1(Arc::new(h1::H1Pool::new(cluster, metrics))),
+        UpstreamProtocol::Http2 => Upstream::Http2(Box::new(http2_client(cluster, metrics))),
+    }
+}
+
+fn http2_client(cluster: &ClusterConfig, metrics: &Metrics) -> Http2Client {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.set_connect_timeout(Some(cluster.connect_timeout));
@@ -42,7 +61,7 @@ pub fn client_for(cluster: &ClusterConfig, metrics: &Metrics) -> UpstreamClient 
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(cluster.idle_timeout)
-        .http2_only(cluster.protocol == UpstreamProtocol::Http2)
+        .http2_only(true)
         .build(connector)
 }
 

@@ -1,0 +1,601 @@
+//! The HTTP/1.1 upstream client: per-worker keep-alive pools, and requests
+//! written and responses read by the request's own task.
+//!
+//! Why hand-written rather than hyper-util's pooled client: that client runs
+//! a task per upstream connection and hands every request and response across
+//! channels between it and the request's task. Profiling the h2c benchmark
+//! put that hand-off (task wake-ups, channel and pool bookkeeping) at about a
+//! fifth of fulcrum's CPU per request; here a bodiless request is one write
+//! and one read on a pooled socket, from the task that already holds the
+//! downstream stream. Message syntax lives in `codec.rs`.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Method, Request, Response, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::task::JoinHandle;
+use tokio_util::io::poll_read_buf;
+
+use super::codec::{
+    self, BodyFraming, Chunk, ChunkedDecoder, CodecError, RequestFraming, ResponseHead,
+};
+use crate::cluster::Endpoint;
+use crate::config::ClusterConfig;
+use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
+
+/// First read buffer for a response: a typical head and small body fit.
+const HEAD_BUFFER: usize = 8 * 1024;
+/// Largest single read of a response body.
+const MAX_READ: usize = 64 * 1024;
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{0}")]
+    Connect(io::Error),
+    #[error("{0}")]
+    Io(io::Error),
+    #[error("connection closed before the response was complete")]
+    Closed,
+    #[error("invalid response: {0}")]
+    Protocol(#[from] CodecError),
+}
+
+/// One open upstream connection, counted in
+/// `fulcrum_upstream_active_connections` while it lives.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    _open: GaugeGuard,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: Conn,
+    since: Instant,
+}
+
+/// Idle connections of one cluster on one worker, per endpoint. Only that
+/// worker's tasks touch it, so the mutexes are never contended; they exist
+/// because tasks must be `Send`.
+#[derive(Debug)]
+pub struct H1Pool {
+    idle: Box<[Mutex<Vec<Idle>>]>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    active: Gauge,
+    opened: Counter,
+}
+
+impl H1Pool {
+    pub fn new(cluster: &ClusterConfig, metrics: &Metrics) -> Self {
+        let labels = ClusterLabels {
+            cluster: cluster.name.clone(),
+        };
+        Self {
+            idle: cluster
+                .endpoints
+                .iter()
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
+            connect_timeout: cluster.connect_timeout,
+            idle_timeout: cluster.idle_timeout,
+            active: metrics
+                .upstream_active_connections
+                .get_or_create(&labels)
+                .clone(),
+            opened: metrics.upstream_connections.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// The most recently used live connection to `endpoint`, if any (LIFO
+    /// keeps few connections warm and lets the rest expire).
+    fn checkout(&self, endpoint: usize) -> Option<Conn> {
+        let slot = self.idle.get(endpoint)?;
+        let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(entry) = idle.pop() {
+            if entry.since.elapsed() < self.idle_timeout && still_open(&entry.conn.stream) {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, endpoint: usize, conn: Conn) {
+        let Some(slot) = self.idle.get(endpoint) else {
+            return;
+        };
+        let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
+        // The oldest entries sit at the front; drop the expired ones now so
+        // a quiet endpoint does not hold sockets for ever.
+        let expired = idle
+            .iter()
+            .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+            .count();
+        idle.drain(..expired);
+        idle.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint.address))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
+                Err(_) => {
+                    return Err(UpstreamError::Connect(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "connect timed out after {} ms",
+                            self.connect_timeout.as_millis()
+                        ),
+                    )));
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        self.opened.inc();
+        Ok(Conn {
+            stream,
+            _open: GaugeGuard::new(&self.active),
+        })
+    }
+}
+
+/// An idle connection the upstream has closed (or written to, which it must
+/// not) is readable. Asking the reactor costs no system call in the common
+/// case; only a socket it reports readable gets a 1-byte read to confirm.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+/// Sends `req` (already rewritten for the upstream: hop-by-hop headers gone,
+/// `Host` and forwarding headers set) to `endpoint` and returns once the
+/// response head has arrived; the body streams from the returned response.
+pub async fn send(
+    pool: &Arc<H1Pool>,
+    endpoint: &Endpoint,
+    req: Request<Incoming>,
+) -> Result<Response<H1Body>, UpstreamError> {
+    let (parts, body) = req.into_parts();
+    let framing = if body.is_end_stream() {
+        RequestFraming::Empty
+    } else {
+        match body.size_hint().exact() {
+            Some(0) => RequestFraming::Empty,
+            Some(n) => RequestFraming::Length(n),
+            None => RequestFraming::Chunked,
+        }
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut head = Vec::with_capacity(512);
+    codec::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
+    let method = parts.method;
+
+    if framing == RequestFraming::Empty {
+        // A pooled connection may have been closed by the upstream a moment
+        // ago (the race every keep-alive pool has): when it fails before a
+        // single response byte, the bodiless request is sent once more on a
+        // new connection, as hyper and Envoy do.
+        if let Some(conn) = pool.checkout(endpoint.index) {
+            match exchange(conn, &head, &method).await {
+                Ok((conn, response, buf)) => {
+                    return Ok(respond(
+                        pool,
+                        endpoint.index,
+                        Reader::Whole(conn),
+                        response,
+                        buf,
+                    ));
+                }
+                Err(Failure::BeforeResponse(_)) => {}
+                Err(Failure::After(e)) => return Err(e),
+            }
+        }
+        let conn = pool.connect(endpoint).await?;
+        let (conn, response, buf) = exchange(conn, &head, &method)
+            .await
+            .map_err(Failure::into_error)?;
+        return Ok(respond(
+            pool,
+            endpoint.index,
+            Reader::Whole(conn),
+            response,
+            buf,
+        ));
+    }
+
+    // With a body: a separate task uploads it while this one reads the
+    // response, so an upstream that answers (or echoes) before the upload
+    // ends never deadlocks against it.
+    let conn = match pool.checkout(endpoint.index) {
+        Some(conn) => conn,
+        None => pool.connect(endpoint).await?,
+    };
+    let Conn { stream, _open } = conn;
+    let (mut read, write) = stream.into_split();
+    let upload = Upload(tokio::spawn(upload(write, head, body, framing)));
+    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    let response = read_head(&mut read, &mut buf, &method)
+        .await
+        .map_err(Failure::into_error)?;
+    Ok(respond(
+        pool,
+        endpoint.index,
+        Reader::Split {
+            read,
+            upload,
+            _open,
+        },
+        response,
+        buf,
+    ))
+}
+
+/// Whether a failed exchange may be retried: nothing of the response came.
+enum Failure {
+    BeforeResponse(UpstreamError),
+    After(UpstreamError),
+}
+
+impl Failure {
+    fn into_error(self) -> UpstreamError {
+        match self {
+            Failure::BeforeResponse(e) | Failure::After(e) => e,
+        }
+    }
+}
+
+async fn exchange(
+    mut conn: Conn,
+    head: &[u8],
+    method: &Method,
+) -> Result<(Conn, ResponseHead, BytesMut), Failure> {
+    conn.stream
+        .write_all(head)
+        .await
+        .map_err(|e| Failure::BeforeResponse(UpstreamError::Io(e)))?;
+    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    let response = read_head(&mut conn.stream, &mut buf, method).await?;
+    Ok((conn, response, buf))
+}
+
+/// Reads until a final (non-1xx) response head is parsed; `buf` keeps what
+/// followed it.
+async fn read_head<R: AsyncRead + Unpin>(
+    read: &mut R,
+    buf: &mut BytesMut,
+    method: &Method,
+) -> Result<ResponseHead, Failure> {
+    use tokio::io::AsyncReadExt;
+    let mut received = false;
+    loop {
+        while let Some(head) = codec::parse_response_head(buf, method)
+            .map_err(|e| Failure::After(UpstreamError::Protocol(e)))?
+        {
+            if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(Failure::After(UpstreamError::Protocol(CodecError::Head(
+                    "101 Switching Protocols to a request that asked for no upgrade".into(),
+                ))));
+            }
+            if !head.status.is_informational() {
+                return Ok(head);
+            }
+            // 100 Continue, 103 Early Hints: not forwarded (yet); wait for the final response.
+        }
+        let before = received;
+        match read.read_buf(buf).await {
+            Ok(0) if before || !buf.is_empty() => {
+                return Err(Failure::After(UpstreamError::Closed));
+            }
+            Ok(0) => return Err(Failure::BeforeResponse(UpstreamError::Closed)),
+            Ok(_) => received = true,
+            Err(e) if before => return Err(Failure::After(UpstreamError::Io(e))),
+            Err(e) => return Err(Failure::BeforeResponse(UpstreamError::Io(e))),
+        }
+    }
+}
+
+/// Writes the request head and streams the body with the chosen framing.
+/// Returns the write half so the connection can be reused afterwards.
+async fn upload(
+    mut write: OwnedWriteHalf,
+    head: Vec<u8>,
+    mut body: Incoming,
+    framing: RequestFraming,
+) -> io::Result<OwnedWriteHalf> {
+    write.write_all(&head).await?;
+    let chunked = framing == RequestFraming::Chunked;
+    let mut scratch = Vec::new();
+    let mut trailers: Option<HeaderMap> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| io::Error::other(format!("client body: {e}")))?;
+        match frame.into_data() {
+            Ok(data) if chunked => {
+                scratch.clear();
+                codec::encode_chunk(&mut scratch, &data);
+                write.write_all(&scratch).await?;
+            }
+            Ok(data) => write.write_all(&data).await?,
+            Err(frame) => {
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+        }
+    }
+    if chunked {
+        scratch.clear();
+        codec::encode_last_chunk(&mut scratch, trailers.as_ref());
+        write.write_all(&scratch).await?;
+    }
+    Ok(write)
+}
+
+/// The upload task; aborted if the exchange ends first (or is abandoned).
+#[derive(Debug)]
+struct Upload(JoinHandle<io::Result<OwnedWriteHalf>>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Upload {
+    /// The write half, if the upload has finished cleanly.
+    fn finished(&mut self) -> Option<OwnedWriteHalf> {
+        if !self.0.is_finished() {
+            return None;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        match Pin::new(&mut self.0).poll(&mut cx) {
+            Poll::Ready(Ok(Ok(write))) => Some(write),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Reader {
+    Whole(Conn),
+    Split {
+        read: OwnedReadHalf,
+        upload: Upload,
+        _open: GaugeGuard,
+    },
+}
+
+impl Reader {
+    fn poll_read_buf(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+        want: usize,
+    ) -> Poll<io::Result<usize>> {
+        buf.reserve(want);
+        match self {
+            Reader::Whole(conn) => poll_read_buf(Pin::new(&mut conn.stream), cx, buf),
+            Reader::Split { read, .. } => poll_read_buf(Pin::new(read), cx, buf),
+        }
+    }
+
+    /// The whole connection back, if it can carry another request.
+    fn into_reusable(self) -> Option<Conn> {
+        match self {
+            Reader::Whole(conn) => Some(conn),
+            Reader::Split {
+                read,
+                mut upload,
+                _open,
+            } => {
+                let write = upload.finished()?;
+                let stream = read.reunite(write).ok()?;
+                Some(Conn { stream, _open })
+            }
+        }
+    }
+}
+
+fn respond(
+    pool: &Arc<H1Pool>,
+    endpoint: usize,
+    reader: Reader,
+    head: ResponseHead,
+    buf: BytesMut,
+) -> Response<H1Body> {
+    let framing = match head.framing {
+        BodyFraming::None | BodyFraming::Length(0) => Framing::Done,
+        BodyFraming::Length(n) => Framing::Length(n),
+        BodyFraming::Chunked => Framing::Chunked(ChunkedDecoder::new()),
+        BodyFraming::UntilClose => Framing::UntilClose,
+    };
+    let mut body = H1Body {
+        reader: Some(reader),
+        buf,
+        framing,
+        keep_alive: head.keep_alive,
+        pool: pool.clone(),
+        endpoint,
+    };
+    if matches!(body.framing, Framing::Done) {
+        body.release();
+    }
+    let mut resp = Response::new(body);
+    *resp.status_mut() = head.status;
+    *resp.version_mut() = Version::HTTP_11;
+    *resp.headers_mut() = head.headers;
+    resp
+}
+
+#[derive(Debug)]
+enum Framing {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// A response body read straight from the upstream socket. When it ends
+/// cleanly the connection goes back to the pool at once — before the
+/// downstream has even seen the last frame — so the next request can use it.
+#[derive(Debug)]
+pub struct H1Body {
+    reader: Option<Reader>,
+    buf: BytesMut,
+    framing: Framing,
+    keep_alive: bool,
+    pool: Arc<H1Pool>,
+    endpoint: usize,
+}
+
+impl H1Body {
+    /// The body is complete: reuse the connection if nothing forbids it.
+    fn release(&mut self) {
+        self.framing = Framing::Done;
+        let Some(reader) = self.reader.take() else {
+            return;
+        };
+        // Bytes after the response mean the upstream does not follow the
+        // protocol; such a connection is not reused.
+        if self.keep_alive
+            && self.buf.is_empty()
+            && let Some(conn) = reader.into_reusable()
+        {
+            self.pool.checkin(self.endpoint, conn);
+        }
+    }
+
+    /// Reads more into `buf`; `Ok(false)` at end of stream.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        want: usize,
+    ) -> Poll<Result<bool, UpstreamError>> {
+        let Some(reader) = self.reader.as_mut() else {
+            return Poll::Ready(Ok(false));
+        };
+        match reader.poll_read_buf(cx, &mut self.buf, want) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(true)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(UpstreamError::Io(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Body for H1Body {
+    type Data = Bytes;
+    type Error = UpstreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, UpstreamError>>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.framing {
+                Framing::Done => return Poll::Ready(None),
+                Framing::Length(remaining) => {
+                    if !this.buf.is_empty() {
+                        let take = (*remaining).min(this.buf.len() as u64);
+                        let data = this.buf.split_to(take as usize).freeze();
+                        *remaining -= take;
+                        if *remaining == 0 {
+                            this.release();
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    let want = (*remaining).min(MAX_READ as u64) as usize;
+                    match std::task::ready!(this.poll_fill(cx, want)) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Poll::Ready(Some(Err(this.fail(UpstreamError::Closed))));
+                        }
+                        Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+                    }
+                }
+                Framing::Chunked(decoder) => match decoder.decode(&mut this.buf) {
+                    Ok(Chunk::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Chunk::Trailers(trailers)) => {
+                        this.release();
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    }
+                    Ok(Chunk::End) => {
+                        this.release();
+                        return Poll::Ready(None);
+                    }
+                    Ok(Chunk::NeedMore) => match std::task::ready!(this.poll_fill(cx, MAX_READ)) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Poll::Ready(Some(Err(this.fail(UpstreamError::Closed))));
+                        }
+                        Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+                    },
+                    Err(e) => return Poll::Ready(Some(Err(this.fail(e.into())))),
+                },
+                Framing::UntilClose => {
+                    if !this.buf.is_empty() {
+                        let data = this.buf.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                    match std::task::ready!(this.poll_fill(cx, MAX_READ)) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // The end of this body is the end of the connection.
+                            this.framing = Framing::Done;
+                            this.reader = None;
+                            return Poll::Ready(None);
+                        }
+                        Err(e) => return Poll::Ready(Some(Err(this.fail(e)))),
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.framing, Framing::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(n) => SizeHint::with_exact(n),
+            Framing::Done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}
+
+impl H1Body {
+    /// A broken body: the connection is closed, never reused.
+    fn fail(&mut self, e: UpstreamError) -> UpstreamError {
+        self.framing = Framing::Done;
+        self.reader = None;
+        e
+    }
+}
