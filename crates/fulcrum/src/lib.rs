@@ -16,3 +16,4 @@ pub mod route;
 pub mod runtime;
 pub mod simulate;
 pub mod telemetry;
+pub mod tls;

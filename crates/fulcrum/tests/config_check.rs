@@ -73,7 +73,23 @@ fn examples_pass_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+        let mut path = entry.unwrap().path();
+        // Kept alive until the check ran: the certificates tls.toml names.
+        let mut _pki = None;
+        if path.file_name().is_some_and(|n| n == "tls.toml") {
+            let pki = support::tls::TestPki::new("example");
+            std::fs::create_dir_all(pki.dir.join("certs")).unwrap();
+            for (name, kind) in [
+                ("a.example.test", support::tls::KeyKind::EcdsaP256),
+                ("b.example.test", support::tls::KeyKind::Rsa2048),
+            ] {
+                pki.leaf(&format!("certs/{name}"), &[name], kind);
+            }
+            let copy = pki.dir.join("tls.toml");
+            std::fs::copy(&path, &copy).unwrap();
+            path = copy;
+            _pki = Some(pki);
+        }
         if path.extension().is_some_and(|e| e == "toml") {
             let out = Command::new(fulcrum_bin())
                 .args(["check", "--config"])

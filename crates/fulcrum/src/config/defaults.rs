@@ -64,3 +64,12 @@ pub const HC_PATH: &str = "/";
 pub const HC_METHOD: &str = "GET";
 /// HAProxy's `option httpchk` passes 2xx and 3xx.
 pub const HC_EXPECTED_STATUSES: &str = "200-399";
+/// A client gets this long from accept to a finished TLS handshake (HAProxy's
+/// `timeout client` bounds it at the same order; a real handshake takes a few
+/// round trips, so 10 s only fires on a stalled or hostile client).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS 1.2 is still needed by some clients (older Java, embedded); 1.0/1.1
+/// are deprecated (RFC 8996) and rustls does not implement them.
+pub const TLS_MIN_VERSION: &str = "1.2";
+/// HTTP/2 first, HTTP/1.1 for clients that cannot: one port serves both.
+pub const TLS_ALPN: [&str; 2] = ["h2", "http/1.1"];

@@ -7,6 +7,7 @@ mod diagnostic;
 mod introspect;
 pub mod model;
 mod schema;
+mod tls;
 mod validate;
 
 use std::path::Path;
@@ -74,7 +75,12 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
             return Err(c.finish(file).expect_err("an error was just recorded"));
         }
     };
-    let config = validate::validate(typed, &mut c);
+    // Relative paths in the file (certificates) start at the file's directory.
+    let base = Path::new(file)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let config = validate::validate(typed, &mut c, base);
     c.finish(file)?;
     config.ok_or_else(|| ConfigErrors {
         file: file.to_string(),

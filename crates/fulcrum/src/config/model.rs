@@ -63,6 +63,40 @@ pub struct ListenerConfig {
     /// Time allowed for the PROXY header and (tls_passthrough) the ClientHello.
     #[serde(serialize_with = "human_duration")]
     pub inspect_timeout: Duration,
+    /// http: terminate TLS with these settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsConfig {
+    /// The first is the default for clients whose SNI matches no certificate.
+    pub certificates: Vec<CertificateFiles>,
+    pub min_version: TlsVersion,
+    /// Offered in this order; the client's preference among them wins.
+    pub alpn: Vec<String>,
+    /// IANA names; empty: the provider's defaults (all AEAD suites).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cipher_suites: Vec<String>,
+    #[serde(serialize_with = "human_duration")]
+    pub handshake_timeout: Duration,
+    /// Refuse clients whose SNI matches no certificate instead of serving the default.
+    pub strict_sni: bool,
+}
+
+/// Paths are resolved against the config file's directory.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -47,8 +47,27 @@ pub struct ListenerSection {
     pub max_sessions: Option<Spanned<i64>>,
     pub accept_proxy_protocol_from: Option<Spanned<Vec<Spanned<String>>>>,
     pub inspect_timeout: Option<Spanned<String>>,
+    /// TLS termination (HTTP listeners only).
+    pub tls: Option<Spanned<TlsSection>>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TlsSection {
+    #[serde(default)]
+    pub certificates: Vec<Spanned<CertificateSection>>,
+    pub min_version: Option<Spanned<String>>,
+    pub alpn: Option<Vec<Spanned<String>>>,
+    pub cipher_suites: Option<Vec<Spanned<String>>>,
+    pub handshake_timeout: Option<Spanned<String>>,
+    pub strict_sni: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CertificateSection {
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use fulcrum_balance::Policy;
@@ -26,7 +27,7 @@ const POLICIES: [&str; 9] = [
 ];
 const MAX_WEIGHT: i64 = 10_000;
 
-pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
+pub fn validate(file: FileConfig, c: &mut Collector<'_>, base: &Path) -> Option<Config> {
     let admin = match &file.admin.address {
         Some(a) => socket_addr(c, a, "admin.address", false),
         None => defaults::ADMIN_ADDRESS.parse().ok(),
@@ -48,7 +49,7 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>) -> Option<Config> {
         .listeners
         .iter()
         .enumerate()
-        .map(|(i, s)| listener(c, i, s, &cluster_names))
+        .map(|(i, s)| listener(c, i, s, &cluster_names, base))
         .collect();
     unique_names(
         c,
@@ -208,6 +209,7 @@ fn listener(
     i: usize,
     s: &ListenerSection,
     clusters: &HashMap<&str, usize>,
+    base: &Path,
 ) -> Option<ListenerConfig> {
     let at = format!("listeners[{i}]");
     let address = socket_addr(c, &s.address, &format!("{at}.address"), false);
@@ -446,6 +448,19 @@ fn listener(
             );
         }
     }
+    let tls = match (&s.tls, protocol) {
+        (None, _) => Some(None),
+        (Some(t), ListenerProtocol::Http) => super::tls::tls(c, &at, t, base).map(Some),
+        (Some(t), _) => {
+            misplaced(
+                c,
+                t.span(),
+                "tls",
+                "TLS is terminated on http listeners; to route TLS by SNI without terminating it use `protocol = \"tls_passthrough\"`",
+            );
+            None
+        }
+    };
     let routes: Vec<Option<RouteConfig>> = s
         .routes
         .iter()
@@ -465,6 +480,7 @@ fn listener(
         max_sessions: max_sessions.flatten(),
         accept_proxy_protocol_from: trusted,
         inspect_timeout: inspect_timeout?,
+        tls: tls?,
     })
 }
 

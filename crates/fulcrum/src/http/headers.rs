@@ -80,8 +80,14 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// Sets the forwarding headers on a request bound upstream. `host` is the
-/// client's original host (Host header or `:authority`).
-pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Option<&HeaderValue>) {
+/// client's original host (Host header or `:authority`); `tls`: the client
+/// connection is TLS.
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client_ip: &HeaderValue,
+    tls: bool,
+    host: Option<&HeaderValue>,
+) {
     // Append to an existing chain, as Envoy and HAProxy's `option forwardfor` do.
     let ip = client_ip.as_bytes();
     let xff = match headers.get(&X_FORWARDED_FOR).map(|v| v.as_bytes()) {
@@ -97,7 +103,8 @@ pub fn set_forwarded(headers: &mut HeaderMap, client_ip: &HeaderValue, host: Opt
     if let Some(xff) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), xff);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
@@ -167,11 +174,19 @@ mod tests {
         set_forwarded(
             &mut h,
             &client_ip_value("192.0.2.7".parse().unwrap()),
+            false,
             Some(&HeaderValue::from_static("a.example")),
         );
         assert_eq!(h.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1, 192.0.2.7");
         assert_eq!(h.get(&X_FORWARDED_HOST).unwrap(), "a.example");
         assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "http");
+        set_forwarded(
+            &mut h,
+            &client_ip_value("192.0.2.7".parse().unwrap()),
+            true,
+            None,
+        );
+        assert_eq!(h.get(&X_FORWARDED_PROTO).unwrap(), "https");
     }
 
     #[test]

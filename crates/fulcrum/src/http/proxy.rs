@@ -32,6 +32,8 @@ pub struct ConnContext {
     pub peer: SocketAddr,
     /// `peer`'s IP as a header value, for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
+    /// The client connection is TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
     pub activity: Arc<Activity>,
 }
 
@@ -118,7 +120,7 @@ async fn send(
         .clone();
     let active = ActiveRequest::start(endpoint.clone());
     let mut req = Request::from_parts(parts, body);
-    rewrite_headers(&mut req, &cx.client_ip, host);
+    rewrite_headers(&mut req, &cx.client_ip, cx.tls, host);
     let timeout = cluster.config.request_timeout;
     let exchange = async {
         match client {
@@ -163,11 +165,12 @@ async fn send(
 fn rewrite_headers(
     req: &mut Request<Incoming>,
     client_ip: &HeaderValue,
+    tls: bool,
     host: Option<HeaderValue>,
 ) {
     let headers = req.headers_mut();
     headers::remove_hop_by_hop(headers);
-    headers::set_forwarded(headers, client_ip, host.as_ref());
+    headers::set_forwarded(headers, client_ip, tls, host.as_ref());
     if let Some(host) = host {
         headers.entry(HOST).or_insert(host);
     }

@@ -114,8 +114,9 @@ fn admit(
     });
 }
 
-/// Serves HTTP on `stream`; `client` is the peer, or the client a trusted
-/// PROXY header named, and `read_ahead` the request bytes that came with it.
+/// Serves HTTP on `stream` (after the TLS handshake on a TLS listener);
+/// `client` is the peer, or the client a trusted PROXY header named, and
+/// `read_ahead` the bytes that came with that header.
 fn serve(
     stream: TcpStream,
     client: SocketAddr,
@@ -124,11 +125,39 @@ fn serve(
     acceptor: &Acceptor,
     builder: &Arc<auto::Builder<TokioExecutor>>,
 ) {
-    let peer = client;
     let _ = stream.set_nodelay(true);
     let metrics = &acceptor.state.metrics;
     metrics.connections.inc();
     let open = GaugeGuard::new(&metrics.active_connections);
+    let acceptor = acceptor.clone();
+    let builder = builder.clone();
+    let tasks = acceptor.connections.clone();
+    tasks.spawn(async move {
+        let _permit = permit;
+        let io = Prefixed::new(read_ahead, stream);
+        match &acceptor.state.tls {
+            None => serve_http(io, client, false, &acceptor, &builder).await,
+            Some(tls) => match tls.accept(io).await {
+                Ok(tls_stream) => serve_http(tls_stream, client, true, &acceptor, &builder).await,
+                Err(reason) => {
+                    tracing::debug!(listener = %acceptor.state.config.name, peer = %client, reason, "TLS handshake failed");
+                }
+            },
+        }
+        drop(open);
+    });
+}
+
+/// One HTTP connection until it ends, drains or idles out.
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    tls: bool,
+    acceptor: &Acceptor,
+    builder: &auto::Builder<TokioExecutor>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Arc::new(Activity::new());
     let cx = Arc::new(ConnContext {
         snapshot: acceptor.snapshot.clone(),
@@ -136,33 +165,28 @@ fn serve(
         clients: acceptor.clients.clone(),
         peer,
         client_ip: crate::http::headers::client_ip_value(peer.ip()),
+        tls,
         activity: activity.clone(),
     });
     let idle_timeout = acceptor.state.config.idle_timeout;
     let mut shutdown = acceptor.shutdown.clone();
-    let builder = builder.clone();
-    acceptor.connections.spawn(async move {
-        let _permit = permit;
-        let service = service_fn(move |req| proxy::handle(cx.clone(), req));
-        let io = TokioIo::new(Prefixed::new(read_ahead, stream));
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        let why = tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
-                }
-                return drop(open);
+    let service = service_fn(move |req| proxy::handle(cx.clone(), req));
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let why = tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
             }
-            _ = shutdown.changed() => "drain",
-            _ = activity.idle(idle_timeout) => "idle timeout",
-        };
-        tracing::debug!(%peer, why, "closing downstream connection gracefully");
-        // HTTP/1.1: finish the request in flight, then close; HTTP/2: GOAWAY, finish open streams.
-        conn.as_mut().graceful_shutdown();
-        if let Err(e) = conn.await {
-            tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+            return;
         }
-        drop(open);
-    });
+        _ = shutdown.changed() => "drain",
+        _ = activity.idle(idle_timeout) => "idle timeout",
+    };
+    tracing::debug!(%peer, why, "closing downstream connection gracefully");
+    // HTTP/1.1: finish the request in flight, then close; HTTP/2: GOAWAY, finish open streams.
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+    }
 }

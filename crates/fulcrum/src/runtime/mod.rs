@@ -36,7 +36,8 @@ pub struct Shared {
 /// Where the server ended up listening (ports may have been 0 in the config).
 #[derive(Debug, Clone)]
 pub struct Bound {
-    pub listeners: Vec<(String, ListenerProtocol, SocketAddr)>,
+    /// Name, URL scheme (http, https, tcp, udp) and bound address.
+    pub listeners: Vec<(String, &'static str, SocketAddr)>,
     pub admin: SocketAddr,
 }
 
@@ -46,7 +47,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let drain_timeout = config.runtime.drain_timeout;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
-        snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone(), metrics.clone())),
+        snapshot: ArcSwap::from_pointee(Snapshot::build(config.clone(), metrics.clone())?),
         metrics,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
@@ -76,7 +77,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         let first = sockets.first().context("no socket bound")?;
         bound
             .listeners
-            .push((l.name.clone(), l.protocol, first.local_addr()?));
+            .push((l.name.clone(), scheme(l), first.local_addr()?));
         per_listener.push(sockets);
     }
     let admin = crate::listener::bind_single(config.admin.address).with_context(|| {
@@ -132,16 +133,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn scheme(l: &crate::config::ListenerConfig) -> &'static str {
+    match l.protocol {
+        ListenerProtocol::Http if l.tls.is_some() => "https",
+        ListenerProtocol::Http => "http",
+        ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => "tcp",
+        ListenerProtocol::Udp => "udp",
+    }
+}
+
 /// Machine-readable start lines on stdout: tests and scripts read the bound ports here.
 fn announce(bound: &Bound) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    for (name, protocol, addr) in &bound.listeners {
-        let scheme = match protocol {
-            ListenerProtocol::Http => "http",
-            ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => "tcp",
-            ListenerProtocol::Udp => "udp",
-        };
+    for (name, scheme, addr) in &bound.listeners {
         let _ = writeln!(out, "fulcrum: listener {name} on {scheme}://{addr}");
     }
     let _ = writeln!(out, "fulcrum: admin on http://{}", bound.admin);

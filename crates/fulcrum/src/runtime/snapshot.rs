@@ -9,6 +9,7 @@ use crate::config::{Config, ListenerConfig, ListenerProtocol};
 use crate::limit::ConnectionLimit;
 use crate::route::Router;
 use crate::telemetry::metrics::{ListenerMetrics, Metrics};
+use crate::tls::{Terminator, TlsSetupError};
 
 pub struct Snapshot {
     pub config: Arc<Config>,
@@ -24,10 +25,14 @@ pub struct ListenerState {
     /// Open client connections (UDP: sessions), all workers, against
     /// `max_connections` (`max_sessions`).
     pub connections: Arc<ConnectionLimit>,
+    /// TLS termination, for http listeners with a `tls` table.
+    pub tls: Option<Terminator>,
 }
 
 impl Snapshot {
-    pub fn build(config: Config, metrics: Arc<Metrics>) -> Self {
+    /// Fails only when a listener's TLS certificates cannot be loaded (they
+    /// were checked with the config, but files can change in between).
+    pub fn build(config: Config, metrics: Arc<Metrics>) -> Result<Self, TlsSetupError> {
         let mut l4_clusters = vec![false; config.clusters.len()];
         for l in config.listeners.iter().filter(|l| l.protocol.is_l4()) {
             for index in l
@@ -51,7 +56,11 @@ impl Snapshot {
             .listeners
             .iter()
             .map(|l| {
-                Arc::new(ListenerState {
+                let tls = match &l.tls {
+                    Some(t) => Some(Terminator::new(l, t, &metrics)?),
+                    None => None,
+                };
+                Ok(Arc::new(ListenerState {
                     config: l.clone(),
                     router: Router::new(l.routes.clone()),
                     metrics: ListenerMetrics::new(&metrics, &l.name, l.protocol.is_l4()),
@@ -59,14 +68,15 @@ impl Snapshot {
                         ListenerProtocol::Udp => l.max_sessions,
                         _ => l.max_connections,
                     })),
-                })
+                    tls,
+                }))
             })
-            .collect();
-        Self {
+            .collect::<Result<_, TlsSetupError>>()?;
+        Ok(Self {
             config: Arc::new(config),
             clusters,
             listeners,
             metrics,
-        }
+        })
     }
 }

@@ -57,6 +57,22 @@ pub struct ListenerStatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsHandshakeLabels {
+    pub listener: String,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// `full` or `resumed`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub listener: String,
+    /// The certificate file as the config names it.
+    pub certificate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HealthCheckLabels {
     pub cluster: String,
     pub endpoint: String,
@@ -100,6 +116,11 @@ pub struct Metrics {
     pub upstream_connect_duration: Family<EndpointLabels, LatencyHistogram>,
     pub upstream_sent_bytes: Family<EndpointLabels, Counter>,
     pub upstream_received_bytes: Family<EndpointLabels, Counter>,
+    // TLS termination.
+    pub tls_handshakes: Family<TlsHandshakeLabels, Counter>,
+    pub tls_handshake_errors: Family<ListenerReasonLabels, Counter>,
+    pub tls_handshake_duration: Family<ListenerLabels, LatencyHistogram>,
+    pub tls_certificate_expiry: Family<CertificateLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -137,6 +158,10 @@ impl Metrics {
             upstream_connect_duration: Family::default(),
             upstream_sent_bytes: Family::default(),
             upstream_received_bytes: Family::default(),
+            tls_handshakes: Family::default(),
+            tls_handshake_errors: Family::default(),
+            tls_handshake_duration: Family::default(),
+            tls_certificate_expiry: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -263,6 +288,26 @@ impl Metrics {
             "upstream_received_bytes",
             "Bytes received from each endpoint by L4 flows",
             m.upstream_received_bytes.clone(),
+        );
+        registry.register(
+            "downstream_tls_handshakes",
+            "Completed TLS handshakes on terminating listeners, by version and full/resumed",
+            m.tls_handshakes.clone(),
+        );
+        registry.register(
+            "downstream_tls_handshake_errors",
+            "Failed TLS handshakes, by reason (no_shared_cipher, version, unknown_sni, bad_certificate, protocol, timeout, client_closed...)",
+            m.tls_handshake_errors.clone(),
+        );
+        registry.register(
+            "downstream_tls_handshake_duration_seconds",
+            "Time from accepting a connection to a completed TLS handshake",
+            m.tls_handshake_duration.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "notAfter of each served certificate, Unix seconds (alert when it gets near)",
+            m.tls_certificate_expiry.clone(),
         );
         Self { registry, ..m }
     }

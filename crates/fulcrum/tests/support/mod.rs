@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod l4;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

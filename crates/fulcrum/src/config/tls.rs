@@ -1,0 +1,164 @@
+//! Validation of a listener's `tls` table. Certificates are loaded here with
+//! the same function the listener uses at start, so `fulcrum check` catches a
+//! missing file, a key that does not match, or an unparsable PEM.
+
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::defaults;
+use super::diagnostic::{Collector, did_you_mean};
+use super::model::{CertificateFiles, TlsConfig, TlsVersion};
+use super::schema::TlsSection;
+
+const ALPN_PROTOCOLS: [&str; 2] = ["h2", "http/1.1"];
+
+pub(super) fn tls(
+    c: &mut Collector<'_>,
+    at: &str,
+    section: &Spanned<TlsSection>,
+    base: &Path,
+) -> Option<TlsConfig> {
+    let s = section.get_ref();
+    let at = format!("{at}.tls");
+    let mut ok = true;
+    if s.certificates.is_empty() {
+        c.error(
+            section.span(),
+            format!("{at}.certificates"),
+            "a TLS listener needs at least one certificate".to_string(),
+            Some("add `certificates = [{ cert = \"site.pem\", key = \"site.key\" }]` (PEM files; the first is the default)".into()),
+        );
+        ok = false;
+    }
+    let provider = crate::tls::provider();
+    let mut certificates = Vec::with_capacity(s.certificates.len());
+    for (i, entry) in s.certificates.iter().enumerate() {
+        let e = entry.get_ref();
+        let files = CertificateFiles {
+            cert: base.join(e.cert.get_ref()),
+            key: base.join(e.key.get_ref()),
+        };
+        if let Err(err) = crate::tls::certificate::load(&files.cert, &files.key, &provider) {
+            c.error(
+                e.cert.span(),
+                format!("{at}.certificates[{i}]"),
+                err.to_string(),
+                Some(format!(
+                    "`cert` is a PEM file with the certificate first, then its chain; `key` the matching PEM private key (relative paths start at {})",
+                    base.display()
+                )),
+            );
+            ok = false;
+        }
+        certificates.push(files);
+    }
+    let min_version = match s.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None => Some(TlsVersion::Tls12),
+        Some((_, "1.2" | "TLSv1.2")) => Some(TlsVersion::Tls12),
+        Some((_, "1.3" | "TLSv1.3")) => Some(TlsVersion::Tls13),
+        Some((v, other)) => {
+            c.error(
+                v.span(),
+                format!("{at}.min_version"),
+                format!("unsupported TLS version \"{other}\""),
+                Some(format!(
+                    "use \"1.2\" (default: {}) or \"1.3\"; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
+                    defaults::TLS_MIN_VERSION
+                )),
+            );
+            None
+        }
+    };
+    let mut alpn = Vec::new();
+    match &s.alpn {
+        None => alpn.extend(defaults::TLS_ALPN.iter().map(|p| p.to_string())),
+        Some(list) => {
+            for (i, p) in list.iter().enumerate() {
+                let name = p.get_ref();
+                if ALPN_PROTOCOLS.contains(&name.as_str()) {
+                    alpn.push(name.clone());
+                } else {
+                    c.error(
+                        p.span(),
+                        format!("{at}.alpn[{i}]"),
+                        format!("unknown ALPN protocol \"{name}\""),
+                        Some(match did_you_mean(name, ALPN_PROTOCOLS) {
+                            Some(m) => format!("did you mean \"{m}\"?"),
+                            None => "fulcrum serves \"h2\" and \"http/1.1\" over TLS".into(),
+                        }),
+                    );
+                    ok = false;
+                }
+            }
+        }
+    }
+    let mut cipher_suites = Vec::new();
+    if let Some(list) = &s.cipher_suites {
+        let known = crate::tls::cipher_suite_names();
+        for (i, name) in list.iter().enumerate() {
+            let text = name.get_ref();
+            if known.contains(&text.as_str()) {
+                cipher_suites.push(text.clone());
+            } else {
+                c.error(
+                    name.span(),
+                    format!("{at}.cipher_suites[{i}]"),
+                    format!("unknown cipher suite \"{text}\""),
+                    Some(match did_you_mean(text, known.iter().copied()) {
+                        Some(m) => format!("did you mean \"{m}\"?"),
+                        None => format!("use IANA names: {}", known.join(", ")),
+                    }),
+                );
+                ok = false;
+            }
+        }
+        let tls13 = cipher_suites.iter().any(|s| s.starts_with("TLS13_"));
+        let tls12 = cipher_suites.iter().any(|s| !s.starts_with("TLS13_"));
+        if ok && !tls13 {
+            c.error(
+                section.span(),
+                format!("{at}.cipher_suites"),
+                "no TLS 1.3 cipher suite is allowed, so TLS 1.3 clients could not connect"
+                    .to_string(),
+                Some("keep at least one TLS13_* suite (e.g. \"TLS13_AES_128_GCM_SHA256\")".into()),
+            );
+            ok = false;
+        }
+        if ok && !tls12 && min_version == Some(TlsVersion::Tls12) {
+            c.error(
+                section.span(),
+                format!("{at}.cipher_suites"),
+                "min_version is 1.2 but no TLS 1.2 cipher suite is allowed".to_string(),
+                Some("add a TLS_ECDHE_* suite, or set `min_version = \"1.3\"`".into()),
+            );
+            ok = false;
+        }
+    }
+    let handshake_timeout = match &s.handshake_timeout {
+        None => Some(defaults::TLS_HANDSHAKE_TIMEOUT),
+        Some(v) => {
+            let parsed = super::parse_duration(v.get_ref()).filter(|d| !d.is_zero());
+            if parsed.is_none() {
+                c.error(
+                    v.span(),
+                    format!("{at}.handshake_timeout"),
+                    format!("\"{}\" is not a positive duration", v.get_ref()),
+                    Some("write a whole number and a unit: \"500ms\", \"10s\"".into()),
+                );
+            }
+            parsed
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(TlsConfig {
+        certificates,
+        min_version: min_version?,
+        alpn,
+        cipher_suites,
+        handshake_timeout: handshake_timeout?,
+        strict_sni: s.strict_sni.unwrap_or(false),
+    })
+}

@@ -1,0 +1,227 @@
+//! TLS test helpers: a throwaway CA and leaf certificates generated at test
+//! time with rcgen (no private key is ever committed), and a real rustls
+//! client that speaks HTTP/1.1 or HTTP/2 to fulcrum through it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A CA that signs leaf certificates into files under `dir`.
+pub struct TestPki {
+    pub dir: PathBuf,
+    pub ca_pem: String,
+    ca_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// Key algorithm of a leaf certificate.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyKind {
+    EcdsaP256,
+    Rsa2048,
+}
+
+impl TestPki {
+    pub fn new(tag: &str) -> TestPki {
+        let dir = std::env::temp_dir().join(format!("fulcrum-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("fulcrum test CA {tag}"));
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let ca_pem = cert.pem();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        TestPki {
+            dir,
+            ca_pem,
+            ca_der: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// Writes `<file>.pem` and `<file>.key` for a leaf with these DNS names;
+    /// returns the two paths.
+    pub fn leaf(&self, file: &str, names: &[&str], kind: KeyKind) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or(file));
+        let key = match kind {
+            KeyKind::EcdsaP256 => KeyPair::generate().unwrap(),
+            KeyKind::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+        };
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let cert_path = self.dir.join(format!("{file}.pem"));
+        let key_path = self.dir.join(format!("{file}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// Like [`leaf`](Self::leaf) (ECDSA) but valid until 1 January `year`.
+    pub fn leaf_expiring(&self, file: &str, names: &[&str], year: i32) -> (PathBuf, PathBuf) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let cert_path = self.dir.join(format!("{file}.pem"));
+        let key_path = self.dir.join(format!("{file}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A client trusting only this CA, offering `alpn`.
+    pub fn client(&self, alpn: &[&str]) -> rustls::ClientConfig {
+        self.client_with_versions(alpn, rustls::DEFAULT_VERSIONS)
+    }
+
+    pub fn client_with_versions(
+        &self,
+        alpn: &[&str],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What one request over TLS saw.
+#[derive(Debug)]
+pub struct TlsReply {
+    pub status: u16,
+    pub body: String,
+    /// The ALPN protocol the server chose.
+    pub alpn: Option<String>,
+    /// `TLSv1_2` / `TLSv1_3`.
+    pub version: String,
+    /// The subject CN of the certificate the server presented.
+    pub served_cn: String,
+    pub resumed: bool,
+}
+
+/// Connects to `addr` with `server_name` as SNI, then sends `GET path` over
+/// whatever ALPN chose (h2 or HTTP/1.1).
+pub async fn tls_get(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    server_name: &str,
+    path: &str,
+) -> Result<TlsReply, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    let tls = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = tls.get_ref();
+    let alpn = conn
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let version = format!("{:?}", conn.protocol_version().unwrap());
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    let served_cn = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|der| common_name(der))
+        .unwrap_or_default();
+    let uri = format!("https://{server_name}{path}");
+    let req = Request::get(&uri)
+        .header("host", server_name)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let io = TokioIo::new(tls);
+    let resp = if alpn.as_deref() == Some("h2") {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(TlsReply {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        alpn,
+        version,
+        served_cn,
+        resumed,
+    })
+}
+
+fn common_name(der: &CertificateDer<'_>) -> String {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return String::new();
+    };
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A `tls` table for a listener serving these (cert, key) pairs.
+pub fn tls_table(certificates: &[(PathBuf, PathBuf)], extra: &str) -> String {
+    let list: Vec<String> = certificates
+        .iter()
+        .map(|(c, k)| {
+            format!(
+                "{{ cert = \"{}\", key = \"{}\" }}",
+                c.display(),
+                k.display()
+            )
+        })
+        .collect();
+    format!(
+        "[listeners.tls]\ncertificates = [{}]\n{extra}\n",
+        list.join(", ")
+    )
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

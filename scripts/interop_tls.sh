@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# TLS termination interop: real clients against a fulcrum TLS listener.
+#   curl --http2 / --http1.1 with --resolve (SNI) and --cacert (verification)
+#   openssl s_client -sess_out / -sess_in (session resumption, TLS 1.3 and 1.2)
+#   h2load over TLS (ALPN h2), bounded by request count
+# The origin is fulcrum's own demo (plain HTTP). Certificates are made here
+# with openssl and deleted with the work directory. Everything is on
+# loopback; every process started here is stopped by PID.
+set -euo pipefail
+BIN=${1:-target/release/fulcrum}
+WORK=$(mktemp -d -t fulcrum-tls.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+fail() { echo "interop-tls: FAIL: $*" >&2; for f in "$WORK"/*.log; do echo "--- $f"; tail -n 30 "$f"; done >&2; exit 1; }
+pass() { echo "interop-tls: ok: $*"; }
+wait_line() { # file pattern
+  for _ in $(seq 1 300); do grep -m1 -o "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+for tool in openssl curl h2load timeout; do
+  command -v "$tool" >/dev/null || fail "$tool is not installed (apt-get install openssl curl nghttp2-client)"
+done
+
+# Two self-signed certificates: ECDSA P-256 for a.example.test, RSA 2048 for *.b.example.test.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=a.example.test" -addext "subjectAltName=DNS:a.example.test" \
+  -keyout "$WORK/a.key" -out "$WORK/a.pem" >"$WORK/openssl-req.log" 2>&1 || fail "openssl req (a)"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
+  -subj "/CN=*.b.example.test" -addext "subjectAltName=DNS:*.b.example.test" \
+  -keyout "$WORK/b.key" -out "$WORK/b.pem" >>"$WORK/openssl-req.log" 2>&1 || fail "openssl req (b)"
+
+"$BIN" demo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --workers 1 >"$WORK/origin.out" 2>"$WORK/origin.log" &
+PIDS+=("$!")
+ORIGIN=$(wait_line "$WORK/origin.out" 'listener demo on http://[0-9.:]*' | sed 's|.*http://||') || fail "origin (fulcrum demo) did not start"
+
+# The annotated example, with certificates where it expects them and the origin's address.
+mkdir -p "$WORK/certs"
+cp "$WORK/a.pem" "$WORK/certs/a.example.test.pem"; cp "$WORK/a.key" "$WORK/certs/a.example.test.key"
+cp "$WORK/b.pem" "$WORK/certs/b.example.test.pem"; cp "$WORK/b.key" "$WORK/certs/b.example.test.key"
+sed -e 's|^address = "127.0.0.1:9901"|address = "127.0.0.1:0"|' \
+    -e 's|^address = "0.0.0.0:8443"|address = "127.0.0.1:0"|' \
+    -e "s|127.0.0.1:8080|$ORIGIN|" examples/tls.toml >"$WORK/tls.toml"
+"$BIN" check --config "$WORK/tls.toml" >"$WORK/check.log" 2>&1 || fail "fulcrum check on the TLS config"
+"$BIN" run --config "$WORK/tls.toml" >"$WORK/lb.out" 2>"$WORK/lb.log" &
+LB_PID=$!; PIDS+=("$LB_PID")
+LB=$(wait_line "$WORK/lb.out" 'listener https on https://[0-9.:]*' | sed 's|.*https://||') || fail "fulcrum (TLS) did not start"
+ADMIN=$(wait_line "$WORK/lb.out" 'admin on http://[0-9.:]*' | sed 's|.*http://||') || fail "fulcrum admin did not start"
+PORT=${LB##*:}
+
+for proto in http2 http1.1; do
+  out=$(curl -sS --fail --$proto --cacert "$WORK/a.pem" --resolve "a.example.test:$PORT:127.0.0.1" \
+    -w '\n%{http_version}' "https://a.example.test:$PORT/hello") || fail "curl --$proto https://a.example.test"
+  want=$([ "$proto" = http2 ] && echo 2 || echo 1.1)
+  [ "$(echo "$out" | tail -n1)" = "$want" ] || fail "curl --$proto negotiated HTTP/$(echo "$out" | tail -n1)"
+  echo "$out" | head -n1 | grep -q 'hello from' || fail "curl --$proto: unexpected body: $out"
+  pass "curl --$proto --resolve a.example.test: HTTP/$want, verified against a.pem"
+done
+curl -sS --fail --http2 --cacert "$WORK/b.pem" --resolve "x.b.example.test:$PORT:127.0.0.1" \
+  -o /dev/null "https://x.b.example.test:$PORT/" || fail "curl https://x.b.example.test (RSA wildcard)"
+if curl -sS --cacert "$WORK/a.pem" --resolve "x.b.example.test:$PORT:127.0.0.1" -o /dev/null \
+  "https://x.b.example.test:$PORT/" 2>/dev/null; then
+  fail "x.b.example.test verified against a.pem: wrong certificate served"
+fi
+pass "curl https://x.b.example.test: the RSA wildcard certificate, verified; a.pem does not verify it"
+
+for v in tls1_3 tls1_2; do
+  # The sleep keeps stdin open so a TLS 1.3 ticket (sent after the handshake) arrives.
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB" -servername a.example.test -$v \
+    -sess_out "$WORK/sess-$v" >"$WORK/s_client-$v-1.log" 2>&1 || true
+  [ -s "$WORK/sess-$v" ] || fail "openssl s_client -$v: no session saved"
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB" -servername a.example.test -$v \
+    -sess_in "$WORK/sess-$v" >"$WORK/s_client-$v-2.log" 2>&1 || true
+  grep -q '^Reused, ' "$WORK/s_client-$v-2.log" || fail "openssl s_client -$v -sess_in: session not reused: $(grep -E '^(New|Reused)' "$WORK/s_client-$v-2.log")"
+  pass "openssl s_client -$v -sess_out/-sess_in: $(grep -m1 '^Reused, ' "$WORK/s_client-$v-2.log")"
+done
+
+out=$(h2load -n 2000 -c 10 -m 10 "https://$LB/" 2>&1) || fail "h2load over TLS: $out"
+echo "$out" | grep -q '2000 succeeded, 0 failed' || fail "h2load over TLS: $out"
+echo "$out" | grep -q 'Application protocol: h2' || fail "h2load did not negotiate h2: $out"
+pass "h2load over TLS (ALPN h2): 2000 requests, 0 failed"
+out=$(h2load --h1 -n 1000 -c 10 "https://$LB/" 2>&1) || fail "h2load --h1 over TLS: $out"
+echo "$out" | grep -q '1000 succeeded, 0 failed' || fail "h2load --h1 over TLS: $out"
+pass "h2load --h1 over TLS (ALPN http/1.1): 1000 requests, 0 failed"
+
+metrics=$(curl -sS --fail "http://$ADMIN/metrics")
+resumed=$(echo "$metrics" | awk -F' ' '/^fulcrum_downstream_tls_handshakes_total\{.*kind="resumed"/ {s+=$2} END {print s+0}')
+[ "$resumed" -ge 2 ] || fail "metrics count $resumed resumed handshakes, expected >= 2"
+echo "$metrics" | grep -q '^fulcrum_tls_certificate_expiry_timestamp_seconds{listener="https",certificate=".*a.example.test.pem"} [0-9]' \
+  || fail "no certificate expiry gauge for a.example.test.pem"
+pass "metrics: $resumed resumed handshakes, certificate expiry exported"
+
+kill -TERM "$LB_PID"
+wait "$LB_PID" && rc=0 || rc=$?
+[ "$rc" = 0 ] || fail "fulcrum exited with $rc after SIGTERM"
+pass "SIGTERM: clean exit 0"
+echo "interop-tls: all passed"
