@@ -38,6 +38,7 @@ ORIGIN=$(wait_line "$WORK/origin.out" 'listener demo on http://[0-9.:]*' | sed '
 mkdir -p "$WORK/certs"
 cp "$WORK/a.pem" "$WORK/certs/a.example.test.pem"; cp "$WORK/a.key" "$WORK/certs/a.example.test.key"
 cp "$WORK/b.pem" "$WORK/certs/b.example.test.pem"; cp "$WORK/b.key" "$WORK/certs/b.example.test.key"
+openssl rand -base64 48 >"$WORK/certs/tickets.keys"
 sed -e 's|^address = "127.0.0.1:9901"|address = "127.0.0.1:0"|' \
     -e 's|^address = "0.0.0.0:8443"|address = "127.0.0.1:0"|' \
     -e "s|127.0.0.1:8080|$ORIGIN|" examples/tls.toml >"$WORK/tls.toml"
@@ -75,6 +76,19 @@ for v in tls1_3 tls1_2; do
   pass "openssl s_client -$v -sess_out/-sess_in: $(grep -m1 '^Reused, ' "$WORK/s_client-$v-2.log")"
 done
 
+# A second instance with the same ticket-key file resumes the first one's sessions.
+"$BIN" run --config "$WORK/tls.toml" >"$WORK/lb2.out" 2>"$WORK/lb2.log" &
+LB2_PID=$!; PIDS+=("$LB2_PID")
+LB2=$(wait_line "$WORK/lb2.out" 'listener https on https://[0-9.:]*' | sed 's|.*https://||') || fail "second fulcrum did not start"
+for v in tls1_3 tls1_2; do
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB" -servername a.example.test -$v \
+    -sess_out "$WORK/sess2-$v" >"$WORK/s_client2-$v-1.log" 2>&1 || true
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB2" -servername a.example.test -$v \
+    -sess_in "$WORK/sess2-$v" >"$WORK/s_client2-$v-2.log" 2>&1 || true
+  grep -q '^Reused, ' "$WORK/s_client2-$v-2.log" || fail "-$v: a session from instance 1 was not resumed by instance 2 (same session_ticket_keys)"
+  pass "openssl s_client -$v: session from instance 1 resumed by instance 2 (shared session_ticket_keys)"
+done
+
 out=$(h2load -n 2000 -c 10 -m 10 "https://$LB/" 2>&1) || fail "h2load over TLS: $out"
 echo "$out" | grep -q '2000 succeeded, 0 failed' || fail "h2load over TLS: $out"
 echo "$out" | grep -q 'Application protocol: h2' || fail "h2load did not negotiate h2: $out"
@@ -90,6 +104,8 @@ echo "$metrics" | grep -q '^fulcrum_tls_certificate_expiry_timestamp_seconds{lis
   || fail "no certificate expiry gauge for a.example.test.pem"
 pass "metrics: $resumed resumed handshakes, certificate expiry exported"
 
+kill -TERM "$LB2_PID"
+wait "$LB2_PID" || fail "second instance: exit status $? after SIGTERM"
 kill -TERM "$LB_PID"
 wait "$LB_PID" && rc=0 || rc=$?
 [ "$rc" = 0 ] || fail "fulcrum exited with $rc after SIGTERM"

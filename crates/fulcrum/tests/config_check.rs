@@ -85,6 +85,11 @@ fn examples_pass_check() {
             ] {
                 pki.leaf(&format!("certs/{name}"), &[name], kind);
             }
+            std::fs::write(
+                pki.dir.join("certs/tickets.keys"),
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n",
+            )
+            .unwrap();
             let copy = pki.dir.join("tls.toml");
             std::fs::copy(&path, &copy).unwrap();
             path = copy;

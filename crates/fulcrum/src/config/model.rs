@@ -82,6 +82,9 @@ pub struct TlsConfig {
     pub handshake_timeout: Duration,
     /// Refuse clients whose SNI matches no certificate instead of serving the default.
     pub strict_sni: bool,
+    /// Session-ticket keys shared by every instance (first encrypts, all decrypt).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_ticket_keys: Option<std::path::PathBuf>,
 }
 
 /// Paths are resolved against the config file's directory.

@@ -62,6 +62,7 @@ pub struct TlsSection {
     pub cipher_suites: Option<Vec<Spanned<String>>>,
     pub handshake_timeout: Option<Spanned<String>>,
     pub strict_sni: Option<bool>,
+    pub session_ticket_keys: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

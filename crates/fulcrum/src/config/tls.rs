@@ -150,6 +150,21 @@ pub(super) fn tls(
             parsed
         }
     };
+    let session_ticket_keys = s
+        .session_ticket_keys
+        .as_ref()
+        .map(|v| base.join(v.get_ref()));
+    if let (Some(v), Some(path)) = (&s.session_ticket_keys, &session_ticket_keys)
+        && let Err(e) = crate::tls::tickets::KeyFileTicketer::load(path)
+    {
+        c.error(
+            v.span(),
+            format!("{at}.session_ticket_keys"),
+            e,
+            Some("one key per line, each made with `openssl rand -base64 48`; the first encrypts, all decrypt".into()),
+        );
+        ok = false;
+    }
     if !ok {
         return None;
     }
@@ -160,5 +175,6 @@ pub(super) fn tls(
         cipher_suites,
         handshake_timeout: handshake_timeout?,
         strict_sni: s.strict_sni.unwrap_or(false),
+        session_ticket_keys,
     })
 }

@@ -115,7 +115,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     shared.ready.store(true, Ordering::SeqCst);
     tracing::info!(workers, "fulcrum is ready");
 
-    signals.wait();
+    signals.wait(|| reload_tls(&shared, "SIGHUP"));
     shared.draining.store(true, Ordering::SeqCst);
     tracing::info!(
         ?drain_timeout,
@@ -153,6 +153,18 @@ fn announce(bound: &Bound) {
     let _ = out.flush();
 }
 
+/// Re-reads every TLS listener's certificates and ticket keys.
+fn reload_tls(shared: &Shared, why: &str) {
+    for listener in &shared.snapshot.load().listeners {
+        if let Some(tls) = &listener.tls {
+            tls.reload(why);
+        }
+    }
+}
+
+/// How often the control thread looks for changed certificate and key files.
+const TLS_FILE_POLL: Duration = Duration::from_secs(2);
+
 fn control(admin: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -173,19 +185,33 @@ fn control(admin: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::R
             }
             Err(e) => tracing::error!(error = %e, "admin listener unusable"),
         }
+        let watcher = shared.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TLS_FILE_POLL);
+            loop {
+                tick.tick().await;
+                for listener in &watcher.snapshot.load().listeners {
+                    if let Some(tls) = &listener.tls {
+                        tls.reload_if_changed();
+                    }
+                }
+            }
+        });
         let _ = stop.changed().await;
     });
     // Dropping the runtime cancels the health-check and admin tasks.
     rt.shutdown_timeout(Duration::from_millis(100));
 }
 
-/// SIGTERM/SIGINT handlers, installed before the bound addresses are
-/// announced: a supervisor (or a test) that signals as soon as it reads them
-/// must get a drain, not the default action of dying on the spot.
+/// SIGTERM/SIGINT (drain) and SIGHUP (reload TLS files) handlers, installed
+/// before the bound addresses are announced: a supervisor (or a test) that
+/// signals as soon as it reads them must get a drain (or a reload), not the
+/// default action of dying on the spot.
 struct Signals {
     rt: tokio::runtime::Runtime,
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -194,20 +220,28 @@ impl Signals {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (term, int) = rt.block_on(async {
+        let (term, int, hup) = rt.block_on(async {
             anyhow::Ok((
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             ))
         })?;
-        Ok(Self { rt, term, int })
+        Ok(Self { rt, term, int, hup })
     }
 
-    fn wait(mut self) {
+    /// Returns on SIGTERM or SIGINT; runs `on_hup` for every SIGHUP until then.
+    fn wait(mut self, on_hup: impl Fn()) {
         self.rt.block_on(async {
-            tokio::select! {
-                _ = self.term.recv() => tracing::info!("received SIGTERM"),
-                _ = self.int.recv() => tracing::info!("received SIGINT"),
+            loop {
+                tokio::select! {
+                    _ = self.term.recv() => break tracing::info!("received SIGTERM"),
+                    _ = self.int.recv() => break tracing::info!("received SIGINT"),
+                    _ = self.hup.recv() => {
+                        tracing::info!("received SIGHUP: reloading TLS certificates and keys");
+                        on_hup();
+                    }
+                }
             }
         });
     }

@@ -121,6 +121,7 @@ pub struct Metrics {
     pub tls_handshake_errors: Family<ListenerReasonLabels, Counter>,
     pub tls_handshake_duration: Family<ListenerLabels, LatencyHistogram>,
     pub tls_certificate_expiry: Family<CertificateLabels, Gauge>,
+    pub tls_reload_failures: Family<ListenerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -162,6 +163,7 @@ impl Metrics {
             tls_handshake_errors: Family::default(),
             tls_handshake_duration: Family::default(),
             tls_certificate_expiry: Family::default(),
+            tls_reload_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -308,6 +310,11 @@ impl Metrics {
             "tls_certificate_expiry_timestamp_seconds",
             "notAfter of each served certificate, Unix seconds (alert when it gets near)",
             m.tls_certificate_expiry.clone(),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Certificate or ticket-key reloads refused because a file did not load (the previous ones keep serving)",
+            m.tls_reload_failures.clone(),
         );
         Self { registry, ..m }
     }

@@ -5,12 +5,20 @@
 
 pub mod certificate;
 pub mod resolver;
+pub mod tickets;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::crypto::CryptoProvider;
-use rustls::server::ServerSessionMemoryCache;
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
@@ -23,6 +31,7 @@ use crate::telemetry::metrics::{
 };
 use certificate::{CertificateError, LoadedCertificate};
 use resolver::SniResolver;
+use tickets::KeyFileTicketer;
 
 /// Resumable sessions kept per worker process for session-ID resumption
 /// (TLS 1.2 clients without tickets). NGINX's `ssl_session_cache
@@ -44,11 +53,30 @@ pub fn cipher_suite_names() -> Vec<&'static str> {
         .collect()
 }
 
-/// Everything one TLS listener needs to accept connections.
+/// Everything one TLS listener needs to accept connections, and to reload
+/// its certificates and ticket keys while it runs.
 pub struct Terminator {
+    listener: String,
     acceptor: TlsAcceptor,
     timeout: Duration,
     metrics: TlsMetrics,
+    config: TlsConfig,
+    resolver: Arc<ReloadingResolver>,
+    tickets: Option<Arc<KeyFileTicketer>>,
+    /// Modification times of every file above, as last loaded.
+    seen: Mutex<Vec<Option<SystemTime>>>,
+}
+
+/// The SNI resolver behind an `ArcSwap`: a reload swaps it whole, so a
+/// handshake sees the old certificates or the new ones, never a mix, and
+/// established connections keep what they negotiated.
+#[derive(Debug)]
+struct ReloadingResolver(ArcSwap<SniResolver>);
+
+impl ResolvesServerCert for ReloadingResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.load().resolve(hello)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +87,8 @@ pub enum TlsSetupError {
         index: usize,
         source: CertificateError,
     },
+    #[error("listener {listener}: session_ticket_keys: {reason}")]
+    TicketKeys { listener: String, reason: String },
     #[error("listener {listener}: {source}")]
     Rustls {
         listener: String,
@@ -75,38 +105,95 @@ impl std::fmt::Debug for Terminator {
 }
 
 impl Terminator {
-    /// Loads the certificates and builds the rustls configuration.
+    /// Loads the certificates and ticket keys and builds the rustls configuration.
     pub fn new(
         listener: &ListenerConfig,
         tls: &TlsConfig,
         metrics: &Metrics,
     ) -> Result<Self, TlsSetupError> {
         let provider = provider();
-        let mut loaded: Vec<LoadedCertificate> = Vec::with_capacity(tls.certificates.len());
-        for (index, files) in tls.certificates.iter().enumerate() {
-            let cert = certificate::load(&files.cert, &files.key, &provider).map_err(|source| {
-                TlsSetupError::Certificate {
+        let loaded = load_certificates(tls, &provider).map_err(|(index, source)| {
+            TlsSetupError::Certificate {
+                listener: listener.name.clone(),
+                index,
+                source,
+            }
+        })?;
+        let tickets = match &tls.session_ticket_keys {
+            Some(path) => Some(Arc::new(KeyFileTicketer::load(path).map_err(|reason| {
+                TlsSetupError::TicketKeys {
                     listener: listener.name.clone(),
-                    index,
+                    reason,
+                }
+            })?)),
+            None => None,
+        };
+        let resolver = Arc::new(ReloadingResolver(ArcSwap::from_pointee(SniResolver::new(
+            &loaded,
+            tls.strict_sni,
+        ))));
+        let config =
+            server_config(tls, provider, resolver.clone(), tickets.clone()).map_err(|source| {
+                TlsSetupError::Rustls {
+                    listener: listener.name.clone(),
                     source,
                 }
             })?;
-            loaded.push(cert);
-        }
-        let config =
-            server_config(tls, provider, &loaded).map_err(|source| TlsSetupError::Rustls {
-                listener: listener.name.clone(),
-                source,
-            })?;
         let metrics = TlsMetrics::new(metrics, &listener.name);
-        for cert in &loaded {
-            metrics.expiry(metrics_label(cert), cert.not_after);
-        }
+        metrics.certificates(&loaded);
         Ok(Self {
+            listener: listener.name.clone(),
             acceptor: TlsAcceptor::from(Arc::new(config)),
             timeout: tls.handshake_timeout,
             metrics,
+            seen: Mutex::new(modified(&watched_files(tls))),
+            config: tls.clone(),
+            resolver,
+            tickets,
         })
+    }
+
+    /// Re-reads the certificates and the ticket-key file. New handshakes use
+    /// what was read; a file that does not load is refused with a log line
+    /// and what was in use keeps serving.
+    pub fn reload(&self, why: &str) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            modified(&watched_files(&self.config));
+        match load_certificates(&self.config, &provider()) {
+            Ok(loaded) => {
+                self.resolver
+                    .0
+                    .store(Arc::new(SniResolver::new(&loaded, self.config.strict_sni)));
+                self.metrics.certificates(&loaded);
+                tracing::info!(listener = %self.listener, why, certificates = loaded.len(), "TLS certificates reloaded");
+            }
+            Err((index, e)) => {
+                self.metrics.reload_failures.inc();
+                tracing::error!(listener = %self.listener, why, error = %e, "TLS certificates[{index}] cannot be loaded; keeping the certificates in use");
+            }
+        }
+        if let (Some(tickets), Some(path)) = (&self.tickets, &self.config.session_ticket_keys) {
+            match tickets.reload(path) {
+                Ok(n) => {
+                    tracing::info!(listener = %self.listener, why, keys = n, "TLS session ticket keys reloaded");
+                }
+                Err(e) => {
+                    self.metrics.reload_failures.inc();
+                    tracing::error!(listener = %self.listener, why, error = %e, "session ticket keys cannot be loaded; keeping the keys in use");
+                }
+            }
+        }
+    }
+
+    /// Reloads when a certificate, key or ticket-key file changed on disk
+    /// (polled by the control thread: no inotify dependency, and it also
+    /// sees files replaced by rename, as Kubernetes secrets are).
+    pub fn reload_if_changed(&self) {
+        let now = modified(&watched_files(&self.config));
+        let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
+        if changed {
+            self.reload("a file changed on disk");
+        }
     }
 
     /// Runs the handshake (bounded by `handshake_timeout`) and records it.
@@ -140,14 +227,38 @@ impl Terminator {
     }
 }
 
-fn metrics_label(cert: &LoadedCertificate) -> String {
-    cert.cert_path.display().to_string()
+/// All certificates of a listener, or the index of the first that fails.
+fn load_certificates(
+    tls: &TlsConfig,
+    provider: &CryptoProvider,
+) -> Result<Vec<LoadedCertificate>, (usize, CertificateError)> {
+    tls.certificates
+        .iter()
+        .enumerate()
+        .map(|(i, files)| certificate::load(&files.cert, &files.key, provider).map_err(|e| (i, e)))
+        .collect()
+}
+
+fn watched_files(tls: &TlsConfig) -> Vec<PathBuf> {
+    tls.certificates
+        .iter()
+        .flat_map(|c| [c.cert.clone(), c.key.clone()])
+        .chain(tls.session_ticket_keys.clone())
+        .collect()
+}
+
+fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 fn server_config(
     tls: &TlsConfig,
     mut provider: CryptoProvider,
-    certificates: &[LoadedCertificate],
+    resolver: Arc<ReloadingResolver>,
+    tickets: Option<Arc<KeyFileTicketer>>,
 ) -> Result<ServerConfig, rustls::Error> {
     if !tls.cipher_suites.is_empty() {
         provider.cipher_suites.retain(|s| {
@@ -163,10 +274,15 @@ fn server_config(
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver::new(certificates, tls.strict_sni)));
+        .with_cert_resolver(resolver);
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    // Shared keys when configured (resumption across instances), else a
+    // per-process key that rustls rotates.
+    config.ticketer = match tickets {
+        Some(t) => t,
+        None => rustls::crypto::aws_lc_rs::Ticketer::new()?,
+    };
     Ok(config)
 }
 
@@ -215,19 +331,11 @@ fn failure_reason(e: &std::io::Error) -> &'static str {
 #[derive(Debug, Clone)]
 struct TlsMetrics {
     listener: String,
-    handshakes: prometheus_client::metrics::family::Family<
-        TlsHandshakeLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    errors: prometheus_client::metrics::family::Family<
-        ListenerReasonLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
-    expiry: prometheus_client::metrics::family::Family<
-        CertificateLabels,
-        prometheus_client::metrics::gauge::Gauge,
-    >,
+    handshakes: Family<TlsHandshakeLabels, Counter>,
+    errors: Family<ListenerReasonLabels, Counter>,
+    expiry: Family<CertificateLabels, Gauge>,
     duration: LatencyHistogram,
+    reload_failures: Counter,
 }
 
 impl TlsMetrics {
@@ -243,6 +351,18 @@ impl TlsMetrics {
                     listener: listener.to_string(),
                 })
                 .clone(),
+            reload_failures: m
+                .tls_reload_failures
+                .get_or_create(&ListenerLabels {
+                    listener: listener.to_string(),
+                })
+                .clone(),
+        }
+    }
+
+    fn certificates(&self, loaded: &[LoadedCertificate]) {
+        for cert in loaded {
+            self.expiry(cert.cert_path.display().to_string(), cert.not_after);
         }
     }
 

@@ -184,7 +184,10 @@ mod tests {
         assert_eq!(b.decrypt(&ticket).unwrap(), b"session state");
         let new_ticket = b.encrypt(b"new").unwrap();
         assert_eq!(&new_ticket[..16], &[2u8; 16]);
-        assert!(a.decrypt(&new_ticket).is_none(), "a does not have key 2 yet");
+        assert!(
+            a.decrypt(&new_ticket).is_none(),
+            "a does not have key 2 yet"
+        );
         // Retired: the old key is gone.
         let retired = file(&[key_line(2)]);
         b.reload(&retired).unwrap();
@@ -206,9 +209,17 @@ mod tests {
         let err = KeyFileTicketer::load(&short).unwrap_err();
         assert!(err.contains(":2: a key is 48 bytes"), "{err}");
         let empty = file(&["# nothing".into()]);
-        assert!(KeyFileTicketer::load(&empty).unwrap_err().contains("holds no key"));
+        assert!(
+            KeyFileTicketer::load(&empty)
+                .unwrap_err()
+                .contains("holds no key")
+        );
         let garbage = file(&["not base64!".into()]);
-        assert!(KeyFileTicketer::load(&garbage).unwrap_err().contains(":1: not base64"));
+        assert!(
+            KeyFileTicketer::load(&garbage)
+                .unwrap_err()
+                .contains(":1: not base64")
+        );
         // A failed reload keeps the keys in use.
         let good = file(&[key_line(3)]);
         let t = KeyFileTicketer::load(&good).unwrap();

@@ -128,6 +128,8 @@ pub struct TlsReply {
     pub version: String,
     /// The subject CN of the certificate the server presented.
     pub served_cn: String,
+    /// Its DNS subjectAltNames.
+    pub served_names: Vec<String>,
     pub resumed: bool,
 }
 
@@ -151,11 +153,9 @@ pub async fn tls_get(
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let version = format!("{:?}", conn.protocol_version().unwrap());
     let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-    let served_cn = conn
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|der| common_name(der))
-        .unwrap_or_default();
+    let leaf = conn.peer_certificates().and_then(|c| c.first());
+    let served_cn = leaf.map(|der| common_name(der)).unwrap_or_default();
+    let served_names = leaf.map(|der| dns_names(der)).unwrap_or_default();
     let uri = format!("https://{server_name}{path}");
     let req = Request::get(&uri)
         .header("host", server_name)
@@ -188,8 +188,68 @@ pub async fn tls_get(
         alpn,
         version,
         served_cn,
+        served_names,
         resumed,
     })
+}
+
+fn dns_names(der: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// An HTTP/1.1 connection over TLS that stays open for more requests.
+pub struct TlsConnection {
+    send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+    pub served_names: Vec<String>,
+}
+
+impl TlsConnection {
+    pub async fn open(
+        addr: std::net::SocketAddr,
+        config: Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> TlsConnection {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = ServerName::try_from(server_name.to_string()).unwrap();
+        let tls = TlsConnector::from(config).connect(name, tcp).await.unwrap();
+        let served_names = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|der| dns_names(der))
+            .unwrap_or_default();
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        TlsConnection { send, served_names }
+    }
+
+    /// GET `path` on this connection; the status.
+    pub async fn get(&mut self, path: &str) -> u16 {
+        let req = Request::get(path)
+            .header("host", "example.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = self.send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await.unwrap();
+        status
+    }
 }
 
 fn common_name(der: &CertificateDer<'_>) -> String {

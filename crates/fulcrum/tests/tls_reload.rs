@@ -1,0 +1,181 @@
+//! TLS files that change while fulcrum runs: a new certificate serves new
+//! handshakes while open connections carry on, a broken file is refused and
+//! the old certificate kept; two instances sharing a session-ticket key file
+//! resume each other's sessions, and rotating the file keeps or retires old
+//! tickets as documented.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use base64::Engine;
+use support::tls::*;
+use support::*;
+
+fn hup(proxy: &Proxy) {
+    let status = Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Writes a ticket-key file with one key per seed byte, atomically (rename).
+fn write_keys(path: &std::path::Path, seeds: &[u8]) {
+    let text: Vec<String> = seeds
+        .iter()
+        .map(|s| base64::engine::general_purpose::STANDARD.encode([*s; 48]))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text.join("\n") + "\n").unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn metric(proxy: &Proxy, series: &str) -> f64 {
+    get(&h1_client(), &proxy.admin_url("/metrics"))
+        .await
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_certificate_serves_new_handshakes_and_open_connections_carry_on() {
+    let pki = TestPki::new("reload");
+    let (cert, key) = pki.leaf("site", &["site.example.test"], KeyKind::EcdsaP256);
+    let backend = Backend::start("app-1", Behavior::Echo);
+    let proxy = Proxy::start(&app_config(
+        1,
+        &tls_table(&[(cert.clone(), key.clone())], ""),
+        &endpoints_line(&[&backend]),
+    ));
+    let addr = proxy.listener("public");
+    let client = Arc::new(pki.client(&["http/1.1"]));
+    let mut open = TlsConnection::open(addr, client, "site.example.test").await;
+    assert_eq!(open.served_names, ["site.example.test"]);
+    assert_eq!(open.get("/").await, 200);
+
+    // Version 2 (one more name), written beside the old files and renamed
+    // into place, as a certificate manager does.
+    let (cert2, key2) = pki.leaf(
+        "site-v2",
+        &["site.example.test", "v2.example.test"],
+        KeyKind::Rsa2048,
+    );
+    std::fs::rename(&key2, &key).unwrap();
+    std::fs::rename(&cert2, &cert).unwrap();
+    hup(&proxy);
+    // A fresh client each time: a resumed session would report the
+    // certificate of the session it resumed.
+    eventually("new handshakes get the new certificate", async || {
+        let fresh = Arc::new(pki.client(&["http/1.1"]));
+        tls_get(addr, fresh, "site.example.test", "/")
+            .await
+            .is_ok_and(|r| r.status == 200 && r.served_names.len() == 2)
+    })
+    .await;
+    assert_eq!(
+        open.get("/").await,
+        200,
+        "the connection opened before the reload carries on"
+    );
+
+    // A broken file is refused; the certificate in use keeps serving.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    hup(&proxy);
+    eventually("the refusal is logged", async || {
+        proxy.logs().contains("keeping the certificates in use")
+    })
+    .await;
+    let fresh = Arc::new(pki.client(&["http/1.1"]));
+    let r = tls_get(addr, fresh, "site.example.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.served_names, ["site.example.test", "v2.example.test"]);
+    let failures = metric(
+        &proxy,
+        "fulcrum_tls_reload_failures_total{listener=\"public\"}",
+    )
+    .await;
+    assert!(failures >= 1.0, "{failures}");
+    assert!(
+        proxy
+            .logs()
+            .contains("holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"),
+        "the log says what is wrong with the file"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_sharing_a_ticket_key_file_resume_each_others_sessions() {
+    let pki = TestPki::new("tickets");
+    let site = pki.leaf("site", &["site.example.test"], KeyKind::EcdsaP256);
+    let keys = pki.dir.join("tickets.keys");
+    write_keys(&keys, &[1]);
+    let backend = Backend::start("app-1", Behavior::Echo);
+    let config = app_config(
+        1,
+        &tls_table(
+            &[site],
+            &format!("session_ticket_keys = \"{}\"", keys.display()),
+        ),
+        &endpoints_line(&[&backend]),
+    );
+    let a = Proxy::start(&config);
+    let b = Proxy::start(&config);
+    let (a_addr, b_addr) = (a.listener("public"), b.listener("public"));
+
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let client = Arc::new(pki.client_with_versions(&["h2"], versions));
+        let first = tls_get(a_addr, client.clone(), "site.example.test", "/")
+            .await
+            .unwrap();
+        assert!(!first.resumed);
+        let second = tls_get(b_addr, client, "site.example.test", "/")
+            .await
+            .unwrap();
+        assert!(
+            second.resumed,
+            "{versions:?}: b resumed a session a started"
+        );
+        assert_eq!(second.status, 200);
+    }
+
+    // Two clients hold tickets sealed with key 1.
+    let rotated_client = Arc::new(pki.client(&["h2"]));
+    let retired_client = Arc::new(pki.client(&["h2"]));
+    for c in [&rotated_client, &retired_client] {
+        assert!(
+            !tls_get(a_addr, c.clone(), "site.example.test", "/")
+                .await
+                .unwrap()
+                .resumed
+        );
+    }
+    // Rotation: key 2 encrypts from now on, key 1 still decrypts.
+    write_keys(&keys, &[2, 1]);
+    hup(&b);
+    eventually("b reloads two keys", async || b.logs().contains("keys=2")).await;
+    let r = tls_get(b_addr, rotated_client, "site.example.test", "/")
+        .await
+        .unwrap();
+    assert!(r.resumed, "a key-1 ticket resumes after the rotation");
+    // Retirement: key 1 is gone, so its tickets get a full handshake.
+    write_keys(&keys, &[2]);
+    hup(&b);
+    eventually("b reloads one key", async || b.logs().contains("keys=1")).await;
+    let r = tls_get(b_addr, retired_client, "site.example.test", "/")
+        .await
+        .unwrap();
+    assert!(
+        !r.resumed,
+        "a key-1 ticket is refused once key 1 is retired"
+    );
+    assert_eq!(r.status, 200);
+}
