@@ -288,6 +288,27 @@ fn check_names_the_broken_certificate_setting() {
         stderr.contains("did you mean \"TLS13_AES_128_GCM_SHA256\""),
         "{stderr}"
     );
+    let (code, stderr) = run_check(&tls_table(
+        &[(cert.clone(), key.clone())],
+        "client_certificate = \"sometimes\"\nclient_certificate_header = \"bad header\"\nsession_ticket_keys = \"/nonexistent/keys\"",
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("unknown client_certificate mode \"sometimes\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("client_certificate needs client_ca"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\"bad header\" is not a valid header name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("session_ticket_keys: cannot read /nonexistent/keys"),
+        "{stderr}"
+    );
     // Relative paths start at the config file's directory.
     let path = pki.dir.join("fulcrum.toml");
     std::fs::write(
@@ -310,4 +331,110 @@ fn check_names_the_broken_certificate_setting() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_certificates_are_verified_and_passed_upstream_unforgeably() {
+    let pki = TestPki::new("mtls");
+    let site = pki.leaf("site", &["site.example.test"], KeyKind::EcdsaP256);
+    let (client_cert, client_key) =
+        pki.leaf("client", &["client.example.test"], KeyKind::EcdsaP256);
+    let stranger_ca = TestPki::new("mtls-stranger");
+    let (stranger_cert, stranger_key) =
+        stranger_ca.leaf("stranger", &["client.example.test"], KeyKind::EcdsaP256);
+    let ca = pki.dir.join("ca.pem");
+    let backend = Backend::start("app-1", Behavior::Echo);
+    let proxy = Proxy::start(&app_config(
+        1,
+        &tls_table(
+            std::slice::from_ref(&site),
+            &format!("client_ca = \"{}\"", ca.display()),
+        ),
+        &endpoints_line(&[&backend]),
+    ));
+    let addr = proxy.listener("public");
+
+    // A verified client: its identity goes upstream, replacing a forged one.
+    let with_cert = Arc::new(pki.client_with_cert(&["http/1.1"], &client_cert, &client_key));
+    let mut conn = TlsConnection::open(addr, with_cert, "site.example.test").await;
+    assert_eq!(
+        conn.get_with("/", &[("x-forwarded-client-cert", "Subject=\"CN=admin\"")])
+            .await,
+        200
+    );
+    let seen = backend.seen.lock().unwrap().clone();
+    let values: Vec<&str> = seen[0]
+        .headers
+        .get_all("x-forwarded-client-cert")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(values.len(), 1, "{values:?}");
+    assert!(values[0].starts_with("Hash="), "{}", values[0]);
+    assert!(
+        values[0].contains(";Subject=\"CN=client.example.test\""),
+        "{}",
+        values[0]
+    );
+    assert!(
+        values[0].ends_with(";DNS=client.example.test"),
+        "{}",
+        values[0]
+    );
+
+    // No certificate, or one from another CA: refused.
+    let without = Arc::new(pki.client(&["http/1.1"]));
+    assert!(
+        tls_get(addr, without, "site.example.test", "/")
+            .await
+            .is_err()
+    );
+    let stranger = Arc::new(pki.client_with_cert(&["http/1.1"], &stranger_cert, &stranger_key));
+    assert!(
+        tls_get(addr, stranger, "site.example.test", "/")
+            .await
+            .is_err()
+    );
+    metric_reaches(
+        &proxy,
+        "fulcrum_downstream_tls_handshake_errors_total{listener=\"public\",reason=\"bad_certificate\"}",
+        2.0,
+    )
+    .await;
+    assert_eq!(backend.seen.lock().unwrap().len(), 1);
+
+    // Optional mode lets a client without a certificate in, unnamed: a
+    // forged header does not reach the backend.
+    let backend2 = Backend::start("app-2", Behavior::Echo);
+    let optional = Proxy::start(&app_config(
+        1,
+        &tls_table(
+            &[site],
+            &format!(
+                "client_ca = \"{}\"\nclient_certificate = \"optional\"",
+                ca.display()
+            ),
+        ),
+        &endpoints_line(&[&backend2]),
+    ));
+    let without = Arc::new(pki.client(&["http/1.1"]));
+    let mut conn =
+        TlsConnection::open(optional.listener("public"), without, "site.example.test").await;
+    assert_eq!(
+        conn.get_with("/", &[("x-forwarded-client-cert", "Hash=00")])
+            .await,
+        200
+    );
+    let seen = backend2.seen.lock().unwrap().clone();
+    assert!(seen[0].headers.get("x-forwarded-client-cert").is_none());
+    // Plain listeners strip it too.
+    let plain_backend = Backend::start("app-3", Behavior::Echo);
+    let plain = Proxy::start(&app_config(1, "", &endpoints_line(&[&plain_backend])));
+    let req = http::Request::get(plain.url("public", "/"))
+        .header("x-forwarded-client-cert", "Hash=00")
+        .body(empty())
+        .unwrap();
+    assert_eq!(send(&h1_client(), req).await.status, 200);
+    let seen = plain_backend.seen.lock().unwrap().clone();
+    assert!(seen[0].headers.get("x-forwarded-client-cert").is_none());
 }

@@ -73,3 +73,5 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const TLS_MIN_VERSION: &str = "1.2";
 /// HTTP/2 first, HTTP/1.1 for clients that cannot: one port serves both.
 pub const TLS_ALPN: [&str; 2] = ["h2", "http/1.1"];
+/// Envoy's XFCC header: operators and backends coming from a mesh know it.
+pub const CLIENT_CERT_HEADER: &str = "x-forwarded-client-cert";

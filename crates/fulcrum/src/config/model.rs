@@ -85,6 +85,13 @@ pub struct TlsConfig {
     /// Session-ticket keys shared by every instance (first encrypts, all decrypt).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_ticket_keys: Option<std::path::PathBuf>,
+    /// CA bundle client certificates are verified against (mTLS); none: not asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<std::path::PathBuf>,
+    /// With `client_ca`: refuse clients without a certificate (else let them in unnamed).
+    pub client_certificate_required: bool,
+    /// Carries the verified client certificate upstream; removed from client requests.
+    pub client_certificate_header: String,
 }
 
 /// Paths are resolved against the config file's directory.

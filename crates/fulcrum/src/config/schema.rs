@@ -63,6 +63,10 @@ pub struct TlsSection {
     pub handshake_timeout: Option<Spanned<String>>,
     pub strict_sni: Option<bool>,
     pub session_ticket_keys: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    /// "required" (default with client_ca) or "optional".
+    pub client_certificate: Option<Spanned<String>>,
+    pub client_certificate_header: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -165,6 +165,65 @@ pub(super) fn tls(
         );
         ok = false;
     }
+    let client_ca = s.client_ca.as_ref().map(|v| base.join(v.get_ref()));
+    if let (Some(v), Some(path)) = (&s.client_ca, &client_ca)
+        && let Err(e) = crate::tls::client_auth::load_roots(path)
+    {
+        c.error(
+            v.span(),
+            format!("{at}.client_ca"),
+            e,
+            Some("a PEM file with the CA certificate(s) that sign client certificates".into()),
+        );
+        ok = false;
+    }
+    let required = match &s.client_certificate {
+        None => true,
+        Some(v) => match v.get_ref().as_str() {
+            "required" => true,
+            "optional" => false,
+            other => {
+                c.error(
+                    v.span(),
+                    format!("{at}.client_certificate"),
+                    format!("unknown client_certificate mode \"{other}\""),
+                    Some("use \"required\" (refuse clients without a valid certificate) or \"optional\" (verify one if sent)".into()),
+                );
+                ok = false;
+                true
+            }
+        },
+    };
+    if s.client_ca.is_none()
+        && let Some(v) = &s.client_certificate
+    {
+        c.error(
+            v.span(),
+            format!("{at}.client_certificate"),
+            "client_certificate needs client_ca to verify against".to_string(),
+            Some("add `client_ca = \"clients-ca.pem\"`, or remove client_certificate".into()),
+        );
+        ok = false;
+    }
+    let header = match &s.client_certificate_header {
+        None => defaults::CLIENT_CERT_HEADER.to_string(),
+        Some(v) => {
+            let name = v.get_ref().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                c.error(
+                    v.span(),
+                    format!("{at}.client_certificate_header"),
+                    format!("\"{}\" is not a valid header name", v.get_ref()),
+                    Some(format!(
+                        "use letters, digits and dashes, e.g. \"{}\"",
+                        defaults::CLIENT_CERT_HEADER
+                    )),
+                );
+                ok = false;
+            }
+            name
+        }
+    };
     if !ok {
         return None;
     }
@@ -176,5 +235,8 @@ pub(super) fn tls(
         handshake_timeout: handshake_timeout?,
         strict_sni: s.strict_sni.unwrap_or(false),
         session_ticket_keys,
+        client_ca,
+        client_certificate_required: required,
+        client_certificate_header: header,
     })
 }

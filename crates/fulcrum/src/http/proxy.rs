@@ -34,6 +34,10 @@ pub struct ConnContext {
     pub client_ip: HeaderValue,
     /// The client connection is TLS (`X-Forwarded-Proto: https`).
     pub tls: bool,
+    /// The verified client certificate (mTLS), as sent upstream.
+    pub client_cert: Option<HeaderValue>,
+    /// Where it goes; a client's own value of this header is always removed.
+    pub client_cert_header: http::HeaderName,
     pub activity: Arc<Activity>,
 }
 
@@ -120,7 +124,7 @@ async fn send(
         .clone();
     let active = ActiveRequest::start(endpoint.clone());
     let mut req = Request::from_parts(parts, body);
-    rewrite_headers(&mut req, &cx.client_ip, cx.tls, host);
+    rewrite_headers(&mut req, cx, host);
     let timeout = cluster.config.request_timeout;
     let exchange = async {
         match client {
@@ -160,17 +164,17 @@ async fn send(
 }
 
 /// Header hygiene for the upstream: hop-by-hop headers out, forwarding
-/// headers in, and `Host` kept (an HTTP/2 client sends `:authority` instead;
+/// headers and the verified client certificate in, and `Host` kept (an HTTP/2 client sends `:authority` instead;
 /// the upstream still needs the original host).
-fn rewrite_headers(
-    req: &mut Request<Incoming>,
-    client_ip: &HeaderValue,
-    tls: bool,
-    host: Option<HeaderValue>,
-) {
+fn rewrite_headers(req: &mut Request<Incoming>, cx: &ConnContext, host: Option<HeaderValue>) {
     let headers = req.headers_mut();
     headers::remove_hop_by_hop(headers);
-    headers::set_forwarded(headers, client_ip, tls, host.as_ref());
+    headers::set_forwarded(headers, &cx.client_ip, cx.tls, host.as_ref());
+    // Only fulcrum vouches for a client certificate: never pass one a client wrote.
+    headers.remove(&cx.client_cert_header);
+    if let Some(cert) = &cx.client_cert {
+        headers.insert(cx.client_cert_header.clone(), cert.clone());
+    }
     if let Some(host) = host {
         headers.entry(HOST).or_insert(host);
     }

@@ -136,9 +136,18 @@ fn serve(
         let _permit = permit;
         let io = Prefixed::new(read_ahead, stream);
         match &acceptor.state.tls {
-            None => serve_http(io, client, false, &acceptor, &builder).await,
+            None => serve_http(io, client, None, &acceptor, &builder).await,
             Some(tls) => match tls.accept(io).await {
-                Ok(tls_stream) => serve_http(tls_stream, client, true, &acceptor, &builder).await,
+                Ok(tls_stream) => {
+                    let client_cert = tls_stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(crate::tls::client_auth::forwarded_value);
+                    let info = TlsInfo { client_cert };
+                    serve_http(tls_stream, client, Some(info), &acceptor, &builder).await
+                }
                 Err(reason) => {
                     tracing::debug!(listener = %acceptor.state.config.name, peer = %client, reason, "TLS handshake failed");
                 }
@@ -148,11 +157,17 @@ fn serve(
     });
 }
 
+/// What a TLS handshake established for a connection.
+struct TlsInfo {
+    /// The verified client certificate as an XFCC value (mTLS listeners).
+    client_cert: Option<http::HeaderValue>,
+}
+
 /// One HTTP connection until it ends, drains or idles out.
 async fn serve_http<IO>(
     io: IO,
     peer: SocketAddr,
-    tls: bool,
+    tls: Option<TlsInfo>,
     acceptor: &Acceptor,
     builder: &auto::Builder<TokioExecutor>,
 ) where
@@ -165,7 +180,12 @@ async fn serve_http<IO>(
         clients: acceptor.clients.clone(),
         peer,
         client_ip: crate::http::headers::client_ip_value(peer.ip()),
-        tls,
+        tls: tls.is_some(),
+        client_cert: tls.and_then(|t| t.client_cert),
+        client_cert_header: acceptor.state.tls.as_ref().map_or_else(
+            || http::HeaderName::from_static(crate::config::defaults::CLIENT_CERT_HEADER),
+            |t| t.client_cert_header().clone(),
+        ),
         activity: activity.clone(),
     });
     let idle_timeout = acceptor.state.config.idle_timeout;

@@ -4,6 +4,7 @@
 //! stream is wrapped here and handed to `http/server.rs` like a plain one.
 
 pub mod certificate;
+pub mod client_auth;
 pub mod resolver;
 pub mod tickets;
 
@@ -65,6 +66,8 @@ pub struct Terminator {
     tickets: Option<Arc<KeyFileTicketer>>,
     /// Modification times of every file above, as last loaded.
     seen: Mutex<Vec<Option<SystemTime>>>,
+    /// The header carrying a verified client certificate upstream.
+    client_cert_header: http::HeaderName,
 }
 
 /// The SNI resolver behind an `ArcSwap`: a reload swaps it whole, so a
@@ -87,6 +90,8 @@ pub enum TlsSetupError {
         index: usize,
         source: CertificateError,
     },
+    #[error("listener {listener}: client_ca: {reason}")]
+    ClientCa { listener: String, reason: String },
     #[error("listener {listener}: session_ticket_keys: {reason}")]
     TicketKeys { listener: String, reason: String },
     #[error("listener {listener}: {source}")]
@@ -132,13 +137,28 @@ impl Terminator {
             &loaded,
             tls.strict_sni,
         ))));
-        let config =
-            server_config(tls, provider, resolver.clone(), tickets.clone()).map_err(|source| {
-                TlsSetupError::Rustls {
-                    listener: listener.name.clone(),
-                    source,
-                }
-            })?;
+        let provider = Arc::new(provider);
+        let client_verifier = match &tls.client_ca {
+            Some(ca) => Some(
+                client_auth::verifier(ca, tls.client_certificate_required, provider.clone())
+                    .map_err(|reason| TlsSetupError::ClientCa {
+                        listener: listener.name.clone(),
+                        reason,
+                    })?,
+            ),
+            None => None,
+        };
+        let config = server_config(
+            tls,
+            provider,
+            client_verifier,
+            resolver.clone(),
+            tickets.clone(),
+        )
+        .map_err(|source| TlsSetupError::Rustls {
+            listener: listener.name.clone(),
+            source,
+        })?;
         let metrics = TlsMetrics::new(metrics, &listener.name);
         metrics.certificates(&loaded);
         Ok(Self {
@@ -150,6 +170,12 @@ impl Terminator {
             config: tls.clone(),
             resolver,
             tickets,
+            client_cert_header: http::HeaderName::from_bytes(
+                tls.client_certificate_header.as_bytes(),
+            )
+            .unwrap_or_else(|_| {
+                http::HeaderName::from_static(crate::config::defaults::CLIENT_CERT_HEADER)
+            }),
         })
     }
 
@@ -194,6 +220,12 @@ impl Terminator {
         if changed {
             self.reload("a file changed on disk");
         }
+    }
+
+    /// The header that carries a verified client certificate upstream (and
+    /// is removed from client requests).
+    pub fn client_cert_header(&self) -> &http::HeaderName {
+        &self.client_cert_header
     }
 
     /// Runs the handshake (bounded by `handshake_timeout`) and records it.
@@ -256,10 +288,12 @@ fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 
 fn server_config(
     tls: &TlsConfig,
-    mut provider: CryptoProvider,
+    provider: Arc<CryptoProvider>,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     resolver: Arc<ReloadingResolver>,
     tickets: Option<Arc<KeyFileTicketer>>,
 ) -> Result<ServerConfig, rustls::Error> {
+    let mut provider = Arc::unwrap_or_clone(provider);
     if !tls.cipher_suites.is_empty() {
         provider.cipher_suites.retain(|s| {
             s.suite()
@@ -271,10 +305,13 @@ fn server_config(
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(versions)?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+    let builder =
+        ServerConfig::builder_with_provider(Arc::new(provider)).with_protocol_versions(versions)?;
+    let builder = match client_verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     // Shared keys when configured (resumption across instances), else a

@@ -92,6 +92,29 @@ impl TestPki {
         self.client_with_versions(alpn, rustls::DEFAULT_VERSIONS)
     }
 
+    /// A client trusting this CA that presents the certificate in these files.
+    pub fn client_with_cert(&self, alpn: &[&str], cert: &Path, key: &Path) -> rustls::ClientConfig {
+        use rustls::pki_types::PrivateKeyDer;
+        use rustls::pki_types::pem::PemObject;
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone()).unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config
+    }
+
     pub fn client_with_versions(
         &self,
         alpn: &[&str],
@@ -241,10 +264,16 @@ impl TlsConnection {
 
     /// GET `path` on this connection; the status.
     pub async fn get(&mut self, path: &str) -> u16 {
-        let req = Request::get(path)
-            .header("host", "example.test")
-            .body(Empty::<Bytes>::new())
-            .unwrap();
+        self.get_with(path, &[]).await
+    }
+
+    /// GET `path` with extra request headers; the status.
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> u16 {
+        let mut req = Request::get(path).header("host", "example.test");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Empty::<Bytes>::new()).unwrap();
         let resp = self.send.send_request(req).await.unwrap();
         let status = resp.status().as_u16();
         resp.into_body().collect().await.unwrap();
