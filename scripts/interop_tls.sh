@@ -41,6 +41,7 @@ cp "$WORK/b.pem" "$WORK/certs/b.example.test.pem"; cp "$WORK/b.key" "$WORK/certs
 openssl rand -base64 48 >"$WORK/certs/tickets.keys"
 sed -e 's|^address = "127.0.0.1:9901"|address = "127.0.0.1:0"|' \
     -e 's|^address = "0.0.0.0:8443"|address = "127.0.0.1:0"|' \
+    -e 's|^address = "0.0.0.0:8080"|address = "127.0.0.1:0"|' \
     -e "s|127.0.0.1:8080|$ORIGIN|" examples/tls.toml >"$WORK/tls.toml"
 "$BIN" check --config "$WORK/tls.toml" >"$WORK/check.log" 2>&1 || fail "fulcrum check on the TLS config"
 "$BIN" run --config "$WORK/tls.toml" >"$WORK/lb.out" 2>"$WORK/lb.log" &
@@ -48,6 +49,7 @@ LB_PID=$!; PIDS+=("$LB_PID")
 LB=$(wait_line "$WORK/lb.out" 'listener https on https://[0-9.:]*' | sed 's|.*https://||') || fail "fulcrum (TLS) did not start"
 ADMIN=$(wait_line "$WORK/lb.out" 'admin on http://[0-9.:]*' | sed 's|.*http://||') || fail "fulcrum admin did not start"
 PORT=${LB##*:}
+PLAIN=$(wait_line "$WORK/lb.out" 'listener http on http://[0-9.:]*' | sed 's|.*http://||') || fail "the redirecting listener did not start"
 
 for proto in http2 http1.1; do
   out=$(curl -sS --fail --$proto --cacert "$WORK/a.pem" --resolve "a.example.test:$PORT:127.0.0.1" \
@@ -64,6 +66,13 @@ if curl -sS --cacert "$WORK/a.pem" --resolve "x.b.example.test:$PORT:127.0.0.1" 
   fail "x.b.example.test verified against a.pem: wrong certificate served"
 fi
 pass "curl https://x.b.example.test: the RSA wildcard certificate, verified; a.pem does not verify it"
+
+hdrs=$(curl -sS -o /dev/null -D - -H 'Host: a.example.test' "http://$PLAIN/x?y=1") || fail "curl http:// (redirect)"
+echo "$hdrs" | grep -q '^HTTP/1.1 301' || fail "plain listener: no 301: $hdrs"
+echo "$hdrs" | grep -qi '^location: https://a.example.test:8443/x?y=1' || fail "plain listener: wrong Location: $hdrs"
+hdrs=$(curl -sS --http2 --cacert "$WORK/a.pem" --resolve "a.example.test:$PORT:127.0.0.1" -o /dev/null -D - "https://a.example.test:$PORT/") || fail "curl https (hsts)"
+echo "$hdrs" | grep -qi '^strict-transport-security: max-age=31536000; includeSubDomains' || fail "no HSTS header: $hdrs"
+pass "redirect: http:// -> 301 https://a.example.test:8443/x?y=1; HSTS on https responses"
 
 for v in tls1_3 tls1_2; do
   # The sleep keeps stdin open so a TLS 1.3 ticket (sent after the handshake) arrives.

@@ -309,6 +309,19 @@ fn check_names_the_broken_certificate_setting() {
         stderr.contains("session_ticket_keys: cannot read /nonexistent/keys"),
         "{stderr}"
     );
+    let (code, stderr) = run_check(&tls_table(
+        &[(cert.clone(), key.clone())],
+        "hsts = \"always\"\n[[listeners]]\nname = \"plain\"\naddress = \"127.0.0.1:0\"\nhttps_port = 8443\n[[listeners.routes]]\ncluster = \"app\"",
+    ));
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("\"always\" is not a Strict-Transport-Security value"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("https_port only goes with `redirect_to_https = true`"),
+        "{stderr}"
+    );
     // Relative paths start at the config file's directory.
     let path = pki.dir.join("fulcrum.toml");
     std::fs::write(
@@ -437,4 +450,68 @@ async fn client_certificates_are_verified_and_passed_upstream_unforgeably() {
     assert_eq!(send(&h1_client(), req).await.status, 200);
     let seen = plain_backend.seen.lock().unwrap().clone();
     assert!(seen[0].headers.get("x-forwarded-client-cert").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_listener_redirects_to_https_and_tls_responses_carry_hsts() {
+    let pki = TestPki::new("hsts");
+    let (cert, key) = pki.leaf("site", &["site.example.test"], KeyKind::EcdsaP256);
+    let backend = Backend::start("app-1", Behavior::Echo);
+    let proxy = Proxy::start(&format!(
+        r#"
+[admin]
+address = "127.0.0.1:0"
+[[listeners]]
+name = "https"
+address = "127.0.0.1:0"
+[listeners.tls]
+certificates = [{{ cert = "{}", key = "{}" }}]
+hsts = "max-age=63072000; includeSubDomains"
+[[listeners.routes]]
+cluster = "app"
+[[listeners]]
+name = "http"
+address = "127.0.0.1:0"
+redirect_to_https = true
+https_port = 8443
+[[clusters]]
+name = "app"
+{}
+"#,
+        cert.display(),
+        key.display(),
+        endpoints_line(&[&backend])
+    ));
+    let http = proxy.listener("http");
+    let get = http::Request::get(format!("http://{http}/a/b?c=1"))
+        .header("host", "site.example.test:8080")
+        .body(empty())
+        .unwrap();
+    let r = send(&h1_client(), get).await;
+    assert_eq!(r.status.as_u16(), 301);
+    assert_eq!(
+        r.header("location"),
+        Some("https://site.example.test:8443/a/b?c=1")
+    );
+    let post = http::Request::post(format!("http://{http}/form"))
+        .header("host", "site.example.test")
+        .body(empty())
+        .unwrap();
+    let r = send(&h1_client(), post).await;
+    assert_eq!(r.status.as_u16(), 308, "a POST stays a POST");
+    assert_eq!(
+        r.header("location"),
+        Some("https://site.example.test:8443/form")
+    );
+    assert_eq!(backend.hits(), 0, "redirects never reach a cluster");
+
+    let client = Arc::new(pki.client(&["h2"]));
+    let r = tls_get(proxy.listener("https"), client, "site.example.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers.get("strict-transport-security").unwrap(),
+        "max-age=63072000; includeSubDomains"
+    );
 }

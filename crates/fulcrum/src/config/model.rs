@@ -66,6 +66,9 @@ pub struct ListenerConfig {
     /// http: terminate TLS with these settings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// http without tls: redirect every request to https on this port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_to_https: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +95,9 @@ pub struct TlsConfig {
     pub client_certificate_required: bool,
     /// Carries the verified client certificate upstream; removed from client requests.
     pub client_certificate_header: String,
+    /// `Strict-Transport-Security` added to responses that do not set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<String>,
 }
 
 /// Paths are resolved against the config file's directory.

@@ -49,6 +49,10 @@ pub struct ListenerSection {
     pub inspect_timeout: Option<Spanned<String>>,
     /// TLS termination (HTTP listeners only).
     pub tls: Option<Spanned<TlsSection>>,
+    /// Plain HTTP listeners: answer every request with a redirect to https.
+    pub redirect_to_https: Option<Spanned<bool>>,
+    /// The port the redirect points to (default 443, left out of the URL).
+    pub https_port: Option<Spanned<i64>>,
     #[serde(default)]
     pub routes: Vec<RouteSection>,
 }
@@ -67,6 +71,8 @@ pub struct TlsSection {
     /// "required" (default with client_ca) or "optional".
     pub client_certificate: Option<Spanned<String>>,
     pub client_certificate_header: Option<Spanned<String>>,
+    /// `Strict-Transport-Security` value added to responses.
+    pub hsts: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

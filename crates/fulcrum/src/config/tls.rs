@@ -224,6 +224,24 @@ pub(super) fn tls(
             name
         }
     };
+    let hsts = match &s.hsts {
+        None => None,
+        Some(v) => {
+            let text = v.get_ref();
+            let valid = text.to_ascii_lowercase().contains("max-age=")
+                && http::HeaderValue::from_str(text).is_ok();
+            if !valid {
+                c.error(
+                    v.span(),
+                    format!("{at}.hsts"),
+                    format!("\"{text}\" is not a Strict-Transport-Security value"),
+                    Some("write the header value, e.g. \"max-age=31536000; includeSubDomains\" (RFC 6797)".into()),
+                );
+                ok = false;
+            }
+            Some(text.clone())
+        }
+    };
     if !ok {
         return None;
     }
@@ -238,5 +256,6 @@ pub(super) fn tls(
         client_ca,
         client_certificate_required: required,
         client_certificate_header: header,
+        hsts,
     })
 }

@@ -278,9 +278,10 @@ fn listener(
                 Some(help.into()),
             );
         };
+    let redirect = s.redirect_to_https.as_ref().is_some_and(|r| *r.get_ref());
     match protocol {
         ListenerProtocol::Http => {
-            if s.routes.is_empty() {
+            if s.routes.is_empty() && !redirect {
                 c.error(
                     s.name.span(),
                     format!("{at}.routes"),
@@ -461,6 +462,52 @@ fn listener(
             None
         }
     };
+    let redirect_to_https = match (&s.redirect_to_https, &s.tls, protocol) {
+        (Some(r), _, p) if *r.get_ref() && p != ListenerProtocol::Http => {
+            misplaced(
+                c,
+                r.span(),
+                "redirect_to_https",
+                "only http listeners answer with redirects",
+            );
+            None
+        }
+        (Some(r), Some(_), _) if *r.get_ref() => {
+            misplaced(
+                c,
+                r.span(),
+                "redirect_to_https",
+                "this listener already terminates TLS; set redirect_to_https on the plain http listener",
+            );
+            None
+        }
+        (Some(r), _, _) if *r.get_ref() => match &s.https_port {
+            None => Some(Some(443)),
+            Some(port) => match u16::try_from(*port.get_ref()) {
+                Ok(p) if p > 0 => Some(Some(p)),
+                _ => {
+                    c.error(
+                        port.span(),
+                        format!("{at}.https_port"),
+                        format!("{} is not a port", port.get_ref()),
+                        Some("use the port of the https listener, 1-65535 (default 443)".into()),
+                    );
+                    None
+                }
+            },
+        },
+        (_, _, _) => {
+            if let Some(port) = &s.https_port {
+                misplaced(
+                    c,
+                    port.span(),
+                    "https_port",
+                    "https_port only goes with `redirect_to_https = true`",
+                );
+            }
+            Some(None)
+        }
+    };
     let routes: Vec<Option<RouteConfig>> = s
         .routes
         .iter()
@@ -481,6 +528,7 @@ fn listener(
         accept_proxy_protocol_from: trusted,
         inspect_timeout: inspect_timeout?,
         tls: tls?,
+        redirect_to_https: redirect_to_https?,
     })
 }
 

@@ -38,6 +38,8 @@ pub struct ConnContext {
     pub client_cert: Option<HeaderValue>,
     /// Where it goes; a client's own value of this header is always removed.
     pub client_cert_header: http::HeaderName,
+    /// `Strict-Transport-Security` for responses on a TLS listener.
+    pub hsts: Option<HeaderValue>,
     pub activity: Arc<Activity>,
 }
 
@@ -47,6 +49,13 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let stream = cx.activity.start();
     let request_id = headers::ensure_request_id(req.headers_mut());
+    if let Some(port) = cx.listener.config.redirect_to_https {
+        let mut resp = redirect_to_https(&req, port);
+        resp.headers_mut()
+            .insert(headers::X_REQUEST_ID.clone(), request_id);
+        cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
+        return Ok(resp);
+    }
     let mut resp = match forward(&cx, req).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -56,6 +65,11 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID.clone(), request_id);
+    if let Some(hsts) = &cx.hsts {
+        resp.headers_mut()
+            .entry(http::header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| hsts.clone());
+    }
     cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
     resp.body_mut().track(stream);
     Ok(resp)
@@ -161,6 +175,45 @@ async fn send(
         parts,
         ProxyBody::upstream(body, active),
     ))
+}
+
+/// The answer of a `redirect_to_https` listener: the same host and path on
+/// https. 301 for GET and HEAD (what browsers and NGINX configs expect), 308
+/// for other methods so a POST stays a POST (RFC 9110 15.4.9).
+fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Response<ProxyBody> {
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    // Drop any port the client used for plain HTTP.
+    let name = match host.rsplit_once(':') {
+        Some((name, p)) if !name.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ if host.starts_with('[') => host.split_inclusive(']').next().unwrap_or(host),
+        _ => host,
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{port}{path}")
+    };
+    let (status, text) = if matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+        (http::StatusCode::MOVED_PERMANENTLY, "moved permanently")
+    } else {
+        (http::StatusCode::PERMANENT_REDIRECT, "permanent redirect")
+    };
+    let mut resp = Response::new(ProxyBody::local(format!("{text}: {location}\n")));
+    *resp.status_mut() = status;
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(http::header::LOCATION, value);
+    }
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }
 
 /// Header hygiene for the upstream: hop-by-hop headers out, forwarding

@@ -144,6 +144,7 @@ impl Drop for TestPki {
 #[derive(Debug)]
 pub struct TlsReply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: String,
     /// The ALPN protocol the server chose.
     pub alpn: Option<String>,
@@ -199,6 +200,7 @@ pub async fn tls_get(
         send.send_request(req).await.map_err(|e| e.to_string())?
     };
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let body = resp
         .into_body()
         .collect()
@@ -207,6 +209,7 @@ pub async fn tls_get(
         .to_bytes();
     Ok(TlsReply {
         status,
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
         alpn,
         version,
