@@ -46,18 +46,9 @@ fn site(tag: &str, extra: &str) -> Site {
 /// before the server has recorded it.
 async fn metric_reaches(proxy: &Proxy, series: &str, value: f64) {
     support::eventually(&format!("{series} == {value}"), async || {
-        metric(proxy, series).await == value
+        proxy_metric(proxy, series).await == value
     })
     .await;
-}
-
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    get(&h1_client(), &proxy.admin_url("/metrics"))
-        .await
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,7 +90,7 @@ async fn sni_chooses_the_certificate_and_alpn_the_protocol() {
     for req in &seen {
         assert_eq!(req.headers.get("x-forwarded-proto").unwrap(), "https");
     }
-    let full = metric(
+    let full = proxy_metric(
         &s.proxy,
         "fulcrum_downstream_tls_handshakes_total{listener=\"public\",version=\"TLSv1.3\",kind=\"full\"}",
     )
@@ -187,7 +178,7 @@ async fn a_returning_client_resumes_its_session() {
         assert_eq!(second.status, 200);
     }
     for version in ["TLSv1.3", "TLSv1.2"] {
-        let resumed = metric(
+        let resumed = proxy_metric(
             &s.proxy,
             &format!("fulcrum_downstream_tls_handshakes_total{{listener=\"public\",version=\"{version}\",kind=\"resumed\"}}"),
         )
@@ -234,7 +225,7 @@ async fn certificate_expiry_is_exported() {
         "fulcrum_tls_certificate_expiry_timestamp_seconds{{listener=\"public\",certificate=\"{}\"}}",
         cert.0.display()
     );
-    assert_eq!(metric(&proxy, &series).await, NOT_AFTER_2031);
+    assert_eq!(proxy_metric(&proxy, &series).await, NOT_AFTER_2031);
 }
 
 #[test]

@@ -32,15 +32,6 @@ fn write_keys(path: &std::path::Path, seeds: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    get(&h1_client(), &proxy.admin_url("/metrics"))
-        .await
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_certificate_serves_new_handshakes_and_open_connections_carry_on() {
     let pki = TestPki::new("reload");
@@ -95,7 +86,7 @@ async fn a_new_certificate_serves_new_handshakes_and_open_connections_carry_on()
         .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.served_names, ["site.example.test", "v2.example.test"]);
-    let failures = metric(
+    let failures = proxy_metric(
         &proxy,
         "fulcrum_tls_reload_failures_total{listener=\"public\"}",
     )

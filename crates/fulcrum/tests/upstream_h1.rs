@@ -144,15 +144,6 @@ fn proxy_for(origin: &RawOrigin) -> Proxy {
     ))
 }
 
-async fn metric(proxy: &Proxy, series: &str) -> f64 {
-    get(&h1_client(), &proxy.admin_url("/metrics"))
-        .await
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn keep_alive_reuses_one_upstream_connection() {
     let origin = RawOrigin::start();
@@ -168,7 +159,7 @@ async fn keep_alive_reuses_one_upstream_connection() {
         1,
         "30 sequential requests, one upstream connection"
     );
-    let opened = metric(
+    let opened = proxy_metric(
         &proxy,
         "fulcrum_upstream_connections_total{cluster=\"app\"}",
     )
@@ -259,7 +250,7 @@ async fn an_invalid_response_is_502_upstream_protocol_error() {
         "{}",
         r.body
     );
-    let errors = metric(
+    let errors = proxy_metric(
         &proxy,
         "fulcrum_upstream_errors_total{cluster=\"app\",reason=\"upstream_protocol_error\"}",
     )

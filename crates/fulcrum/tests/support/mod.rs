@@ -508,3 +508,13 @@ pub fn endpoints_line(backends: &[&Backend]) -> String {
         .collect();
     format!("endpoints = [{}]", list.join(", "))
 }
+
+/// One series' value from the proxy's `/metrics` (0 when absent).
+pub async fn proxy_metric(proxy: &Proxy, series: &str) -> f64 {
+    get(&h1_client(), &proxy.admin_url("/metrics"))
+        .await
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
