@@ -186,13 +186,7 @@ async fn serve_http<IO>(
             || http::HeaderName::from_static(crate::config::defaults::CLIENT_CERT_HEADER),
             |t| t.client_cert_header().clone(),
         ),
-        hsts: acceptor
-            .state
-            .config
-            .tls
-            .as_ref()
-            .and_then(|t| t.hsts.as_deref())
-            .and_then(|v| http::HeaderValue::from_str(v).ok()),
+        hsts: acceptor.state.tls.as_ref().and_then(|t| t.hsts().cloned()),
         activity: activity.clone(),
     });
     let idle_timeout = acceptor.state.config.idle_timeout;

@@ -68,6 +68,8 @@ pub struct Terminator {
     seen: Mutex<Vec<Option<SystemTime>>>,
     /// The header carrying a verified client certificate upstream.
     client_cert_header: http::HeaderName,
+    /// `Strict-Transport-Security` for responses (validated with the config).
+    hsts: Option<http::HeaderValue>,
 }
 
 /// The SNI resolver behind an `ArcSwap`: a reload swaps it whole, so a
@@ -170,6 +172,10 @@ impl Terminator {
             config: tls.clone(),
             resolver,
             tickets,
+            hsts: tls
+                .hsts
+                .as_deref()
+                .and_then(|v| http::HeaderValue::from_str(v).ok()),
             client_cert_header: http::HeaderName::from_bytes(
                 tls.client_certificate_header.as_bytes(),
             )
@@ -226,6 +232,11 @@ impl Terminator {
     /// is removed from client requests).
     pub fn client_cert_header(&self) -> &http::HeaderName {
         &self.client_cert_header
+    }
+
+    /// The `Strict-Transport-Security` value, if the listener sends one.
+    pub fn hsts(&self) -> Option<&http::HeaderValue> {
+        self.hsts.as_ref()
     }
 
     /// Runs the handshake (bounded by `handshake_timeout`) and records it.

@@ -54,31 +54,34 @@ impl TestPki {
     /// Writes `<file>.pem` and `<file>.key` for a leaf with these DNS names;
     /// returns the two paths.
     pub fn leaf(&self, file: &str, names: &[&str], kind: KeyKind) -> (PathBuf, PathBuf) {
+        self.issue(file, names, kind, None)
+    }
+
+    /// Like [`leaf`](Self::leaf) (ECDSA) but valid until 1 January `year`.
+    pub fn leaf_expiring(&self, file: &str, names: &[&str], year: i32) -> (PathBuf, PathBuf) {
+        self.issue(file, names, KeyKind::EcdsaP256, Some(year))
+    }
+
+    fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+        kind: KeyKind,
+        expires: Option<i32>,
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                 .unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or(file));
+        if let Some(year) = expires {
+            params.not_after = rcgen::date_time_ymd(year, 1, 1);
+        }
         let key = match kind {
             KeyKind::EcdsaP256 => KeyPair::generate().unwrap(),
             KeyKind::Rsa2048 => KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
         };
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let cert_path = self.dir.join(format!("{file}.pem"));
-        let key_path = self.dir.join(format!("{file}.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-
-    /// Like [`leaf`](Self::leaf) (ECDSA) but valid until 1 January `year`.
-    pub fn leaf_expiring(&self, file: &str, names: &[&str], year: i32) -> (PathBuf, PathBuf) {
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params.not_after = rcgen::date_time_ymd(year, 1, 1);
-        let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let cert_path = self.dir.join(format!("{file}.pem"));
         let key_path = self.dir.join(format!("{file}.key"));

@@ -201,25 +201,23 @@ pub async fn send(
         // ago (the race every keep-alive pool has): when it fails before a
         // single response byte, the bodiless request is sent once more on a
         // new connection, as hyper and Envoy do.
-        if let Some(conn) = pool.checkout(endpoint.index) {
-            match exchange(conn, &head, &method).await {
-                Ok((conn, response, buf)) => {
-                    return Ok(respond(
-                        pool,
-                        endpoint.index,
-                        Reader::Whole(conn),
-                        response,
-                        buf,
-                    ));
-                }
-                Err(Failure::BeforeResponse(_)) => {}
+        let reused = match pool.checkout(endpoint.index) {
+            Some(conn) => match exchange(conn, &head, &method).await {
+                Ok(done) => Some(done),
+                Err(Failure::BeforeResponse(_)) => None,
                 Err(Failure::After(e)) => return Err(e),
+            },
+            None => None,
+        };
+        let (conn, response, buf) = match reused {
+            Some(done) => done,
+            None => {
+                let conn = pool.connect(endpoint).await?;
+                exchange(conn, &head, &method)
+                    .await
+                    .map_err(Failure::into_error)?
             }
-        }
-        let conn = pool.connect(endpoint).await?;
-        let (conn, response, buf) = exchange(conn, &head, &method)
-            .await
-            .map_err(Failure::into_error)?;
+        };
         return Ok(respond(
             pool,
             endpoint.index,
