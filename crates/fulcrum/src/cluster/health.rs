@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use http_body_util::Empty;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::Cluster;
+use super::transport::{ConnectError, Transport};
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use crate::telemetry::metrics::{HealthCheckLabels, Metrics};
 
@@ -71,7 +71,7 @@ pub enum ProbeError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("connect failed: {0}")]
-    Connect(std::io::Error),
+    Connect(#[from] ConnectError),
     #[error("HTTP exchange failed: {0}")]
     Http(#[from] hyper::Error),
     #[error("unexpected status {0}")]
@@ -80,15 +80,17 @@ pub enum ProbeError {
     Request(#[from] http::Error),
 }
 
-/// Runs one probe against `address`.
+/// Runs one probe against `address`, through the cluster's transport: with
+/// TLS to the endpoints, the check's handshake is verified like a request's
+/// (HAProxy's `check-ssl`, Envoy's transport socket), and an HTTP check
+/// speaks HTTP/2 when ALPN chose it.
 pub async fn probe(
+    transport: &Transport,
     address: std::net::SocketAddr,
     check: &HealthCheckConfig,
 ) -> Result<(), ProbeError> {
     let attempt = async {
-        let stream = TcpStream::connect(address)
-            .await
-            .map_err(ProbeError::Connect)?;
+        let stream = transport.connect(address).await?;
         match &check.kind {
             HealthCheckKind::Tcp => Ok(()),
             HealthCheckKind::Http {
@@ -97,21 +99,31 @@ pub async fn probe(
                 host,
                 expected_statuses,
             } => {
-                let _ = stream.set_nodelay(true);
-                let (mut sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
+                let h2 = stream.is_h2();
+                let io = TokioIo::new(stream);
+                let host = host.clone().unwrap_or_else(|| address.to_string());
                 let req = http::Request::builder()
                     .method(method.as_str())
-                    .uri(path.as_str())
-                    .header(
-                        http::header::HOST,
-                        host.clone().unwrap_or_else(|| address.to_string()),
-                    )
-                    .header(http::header::USER_AGENT, "fulcrum-health-check")
-                    .header(http::header::CONNECTION, "close")
-                    .body(Empty::<Bytes>::new())?;
-                let status = sender.send_request(req).await?.status().as_u16();
+                    .header(http::header::USER_AGENT, "fulcrum-health-check");
+                let status = if h2 {
+                    // HTTP/2 carries the host as :authority, from the URI.
+                    let req = req.uri(format!("https://{host}{path}"));
+                    let (mut sender, conn) =
+                        hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
+                    tokio::spawn(conn);
+                    let req = req.body(Empty::<Bytes>::new())?;
+                    sender.send_request(req).await?.status()
+                } else {
+                    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+                    tokio::spawn(conn);
+                    let req = req
+                        .uri(path.as_str())
+                        .header(http::header::HOST, host)
+                        .header(http::header::CONNECTION, "close")
+                        .body(Empty::<Bytes>::new())?;
+                    sender.send_request(req).await?.status()
+                };
+                let status = status.as_u16();
                 if expected_statuses.iter().any(|r| r.contains(status)) {
                     Ok(())
                 } else {
@@ -175,7 +187,7 @@ async fn probe_loop(
     // Spread the first probes over the jitter window so a large cluster does not probe in lockstep.
     tokio::time::sleep(jitter(check.jitter)).await;
     loop {
-        let result = probe(endpoint.address, &check).await;
+        let result = probe(&cluster.transport, endpoint.address, &check).await;
         match &result {
             Ok(()) => success.inc(),
             Err(_) => failure.inc(),

@@ -7,6 +7,7 @@
 
 mod endpoint;
 pub mod health;
+pub mod transport;
 
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,8 @@ pub struct Cluster {
     pub endpoints: Vec<Arc<Endpoint>>,
     /// L4 flows open to this cluster (all workers), against `max_connections`.
     pub flows: Arc<crate::limit::ConnectionLimit>,
+    /// How requests and health checks reach the endpoints (TCP, or TLS over it).
+    pub transport: Arc<transport::Transport>,
     assignment: ArcSwap<Assignment>,
     /// Serialises republishing (health tasks may race); never taken by workers.
     publish: Mutex<()>,
@@ -68,8 +71,14 @@ impl LoadView for EligibleLoad<'_> {
 }
 
 impl Cluster {
-    /// `l4`: an L4 listener uses this cluster, so its endpoints export flow metrics.
-    pub fn new(config: ClusterConfig, metrics: &Metrics, l4: bool) -> Self {
+    /// `l4`: an L4 listener uses this cluster, so its endpoints export flow
+    /// metrics. Fails only when the cluster's TLS files cannot be loaded.
+    pub fn new(
+        config: ClusterConfig,
+        metrics: &Metrics,
+        l4: bool,
+    ) -> Result<Self, crate::tls::TlsSetupError> {
+        let transport = Arc::new(transport::Transport::new(&config, metrics)?);
         let cluster_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let endpoints: Vec<Arc<Endpoint>> = config
             .endpoints
@@ -95,13 +104,14 @@ impl Cluster {
             })
             .collect();
         let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
-        Self {
+        Ok(Self {
             flows: Arc::new(crate::limit::ConnectionLimit::new(config.max_connections)),
+            transport,
             config,
             endpoints,
             assignment,
             publish: Mutex::new(()),
-        }
+        })
     }
 
     pub fn name(&self) -> &str {

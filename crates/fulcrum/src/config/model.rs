@@ -232,6 +232,27 @@ pub struct ClusterConfig {
     pub connect_attempts: u32,
     pub endpoints: Vec<EndpointConfig>,
     pub health_check: Option<HealthCheckConfig>,
+    /// TLS to the endpoints (requests and health checks); none: plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// How fulcrum originates TLS to a cluster's endpoints (re-encryption).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamTlsConfig {
+    /// CA bundle endpoint certificates must chain to; none: the system roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Sent as SNI and the name the certificate must carry; none: no SNI, and
+    /// the certificate must name the endpoint's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Presented when an endpoint asks for a client certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateFiles>,
+    pub min_version: TlsVersion,
+    /// Endpoint certificates are not verified at all.
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -127,6 +127,21 @@ pub struct ClusterSection {
     pub connect_attempts: Option<Spanned<i64>>,
     pub endpoints: Spanned<Vec<EndpointSection>>,
     pub health_check: Option<Spanned<HealthCheckSection>>,
+    /// TLS to the endpoints (re-encryption).
+    pub tls: Option<Spanned<UpstreamTlsSection>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamTlsSection {
+    /// PEM bundle endpoint certificates must chain to; unset: the system roots.
+    pub ca: Option<Spanned<String>>,
+    /// Sent as SNI and verified against the endpoint's certificate.
+    pub sni: Option<Spanned<String>>,
+    /// Client certificate presented to endpoints that ask for one (mTLS).
+    pub certificate: Option<Spanned<CertificateSection>>,
+    pub min_version: Option<Spanned<String>>,
+    /// Accept any endpoint certificate. Named to be noticed; logs a warning.
+    pub insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +181,10 @@ pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
         ["clusters"] => fields_of::<ClusterSection>(),
         ["clusters", "endpoints"] => fields_of::<EndpointSection>(),
         ["clusters", "health_check"] => fields_of::<HealthCheckSection>(),
+        ["clusters", "tls"] => fields_of::<UpstreamTlsSection>(),
+        ["clusters", "tls", "certificate"] => fields_of::<CertificateSection>(),
+        ["listeners", "tls"] => fields_of::<TlsSection>(),
+        ["listeners", "tls", "certificates"] => fields_of::<CertificateSection>(),
         _ => &[],
     }
 }

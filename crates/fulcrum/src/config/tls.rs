@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::defaults;
 use super::diagnostic::{Collector, did_you_mean};
-use super::model::{CertificateFiles, TlsConfig, TlsVersion};
-use super::schema::TlsSection;
+use super::model::{CertificateFiles, TlsConfig, TlsVersion, UpstreamTlsConfig};
+use super::schema::{CertificateSection, TlsSection, UpstreamTlsSection};
 
 const ALPN_PROTOCOLS: [&str; 2] = ["h2", "http/1.1"];
 
@@ -31,45 +31,14 @@ pub(super) fn tls(
         );
         ok = false;
     }
-    let provider = crate::tls::provider();
     let mut certificates = Vec::with_capacity(s.certificates.len());
     for (i, entry) in s.certificates.iter().enumerate() {
-        let e = entry.get_ref();
-        let files = CertificateFiles {
-            cert: base.join(e.cert.get_ref()),
-            key: base.join(e.key.get_ref()),
-        };
-        if let Err(err) = crate::tls::certificate::load(&files.cert, &files.key, &provider) {
-            c.error(
-                e.cert.span(),
-                format!("{at}.certificates[{i}]"),
-                err.to_string(),
-                Some(format!(
-                    "`cert` is a PEM file with the certificate first, then its chain; `key` the matching PEM private key (relative paths start at {})",
-                    base.display()
-                )),
-            );
-            ok = false;
+        match certificate_files(c, &format!("{at}.certificates[{i}]"), entry, base) {
+            Some(files) => certificates.push(files),
+            None => ok = false,
         }
-        certificates.push(files);
     }
-    let min_version = match s.min_version.as_ref().map(|v| (v, v.get_ref().as_str())) {
-        None => Some(TlsVersion::Tls12),
-        Some((_, "1.2" | "TLSv1.2")) => Some(TlsVersion::Tls12),
-        Some((_, "1.3" | "TLSv1.3")) => Some(TlsVersion::Tls13),
-        Some((v, other)) => {
-            c.error(
-                v.span(),
-                format!("{at}.min_version"),
-                format!("unsupported TLS version \"{other}\""),
-                Some(format!(
-                    "use \"1.2\" (default: {}) or \"1.3\"; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
-                    defaults::TLS_MIN_VERSION
-                )),
-            );
-            None
-        }
-    };
+    let min_version = min_version(c, &at, &s.min_version);
     let mut alpn = Vec::new();
     match &s.alpn {
         None => alpn.extend(defaults::TLS_ALPN.iter().map(|p| p.to_string())),
@@ -258,4 +227,144 @@ pub(super) fn tls(
         client_certificate_header: header,
         hsts,
     })
+}
+
+fn min_version(c: &mut Collector<'_>, at: &str, v: &Option<Spanned<String>>) -> Option<TlsVersion> {
+    match v.as_ref().map(|v| (v, v.get_ref().as_str())) {
+        None => Some(TlsVersion::Tls12),
+        Some((_, "1.2" | "TLSv1.2")) => Some(TlsVersion::Tls12),
+        Some((_, "1.3" | "TLSv1.3")) => Some(TlsVersion::Tls13),
+        Some((v, other)) => {
+            c.error(
+                v.span(),
+                format!("{at}.min_version"),
+                format!("unsupported TLS version \"{other}\""),
+                Some(format!(
+                    "use \"1.2\" (default: {}) or \"1.3\"; TLS 1.0 and 1.1 are deprecated (RFC 8996)",
+                    defaults::TLS_MIN_VERSION
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// Validates a cluster's `tls` table (TLS to its endpoints). The CA bundle,
+/// the system roots and the client certificate are loaded here with the
+/// functions used at start, so `fulcrum check` catches what would fail.
+pub(super) fn upstream_tls(
+    c: &mut Collector<'_>,
+    at: &str,
+    section: &Spanned<UpstreamTlsSection>,
+    base: &Path,
+) -> Option<UpstreamTlsConfig> {
+    let s = section.get_ref();
+    let at = format!("{at}.tls");
+    let mut ok = true;
+    let insecure = s
+        .insecure_skip_verify
+        .as_ref()
+        .is_some_and(|v| *v.get_ref());
+    let ca = s.ca.as_ref().map(|v| base.join(v.get_ref()));
+    match (&s.ca, &ca) {
+        (Some(v), Some(path)) => {
+            if insecure {
+                c.error(
+                    v.span(),
+                    format!("{at}.ca"),
+                    "`ca` and `insecure_skip_verify = true` contradict each other".to_string(),
+                    Some("keep `ca` to verify endpoint certificates (recommended), or remove it to skip verification".into()),
+                );
+                ok = false;
+            } else if let Err(e) = crate::tls::client_auth::load_roots(path) {
+                c.error(
+                    v.span(),
+                    format!("{at}.ca"),
+                    e,
+                    Some("a PEM file with the CA certificate(s) that sign the endpoints' certificates".into()),
+                );
+                ok = false;
+            }
+        }
+        _ if !insecure => {
+            if let Err(e) = crate::tls::upstream::system_roots() {
+                c.error(
+                    section.span(),
+                    format!("{at}.ca"),
+                    e,
+                    Some("install the system CA bundle (Debian: `apt-get install ca-certificates`), or set `ca = \"endpoints-ca.pem\"`".into()),
+                );
+                ok = false;
+            }
+        }
+        _ => {}
+    }
+    let sni = match &s.sni {
+        None => None,
+        Some(v) => {
+            let name = v.get_ref();
+            if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+                c.error(
+                    v.span(),
+                    format!("{at}.sni"),
+                    format!("\"{name}\" is not a DNS name or IP address"),
+                    Some("write the name the endpoints' certificates carry, e.g. \"api.internal.example\"".into()),
+                );
+                ok = false;
+            }
+            Some(name.clone())
+        }
+    };
+    let certificate = s
+        .certificate
+        .as_ref()
+        .map(|v| certificate_files(c, &format!("{at}.certificate"), v, base));
+    let certificate = match certificate {
+        None => None,
+        Some(None) => {
+            ok = false;
+            None
+        }
+        Some(files) => files,
+    };
+    let min_version = min_version(c, &at, &s.min_version);
+    if !ok {
+        return None;
+    }
+    Some(UpstreamTlsConfig {
+        ca,
+        sni,
+        certificate,
+        min_version: min_version?,
+        insecure_skip_verify: insecure,
+    })
+}
+
+/// One `{ cert, key }` pair, loaded to prove it is usable.
+fn certificate_files(
+    c: &mut Collector<'_>,
+    at: &str,
+    entry: &Spanned<CertificateSection>,
+    base: &Path,
+) -> Option<CertificateFiles> {
+    let e = entry.get_ref();
+    let files = CertificateFiles {
+        cert: base.join(e.cert.get_ref()),
+        key: base.join(e.key.get_ref()),
+    };
+    match crate::tls::certificate::load(&files.cert, &files.key, &crate::tls::provider()) {
+        Ok(_) => Some(files),
+        Err(err) => {
+            c.error(
+                e.cert.span(),
+                at.to_string(),
+                err.to_string(),
+                Some(format!(
+                    "`cert` is a PEM file with the certificate first, then its chain; `key` the matching PEM private key (relative paths start at {})",
+                    base.display()
+                )),
+            );
+            None
+        }
+    }
 }

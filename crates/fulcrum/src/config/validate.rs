@@ -37,7 +37,7 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>, base: &Path) -> Option<
         .clusters
         .iter()
         .enumerate()
-        .map(|(i, s)| cluster(c, i, s))
+        .map(|(i, s)| cluster(c, i, s, base))
         .collect();
     let cluster_names: HashMap<&str, usize> = unique_names(
         c,
@@ -162,6 +162,13 @@ fn cluster_usage(
                     }
                 }
                 ListenerProtocol::Tcp | ListenerProtocol::TlsPassthrough => {}
+            }
+            if l.protocol.is_l4() && cl.tls.is_some() {
+                refuse(
+                    "tls",
+                    section.tls.as_ref().map(|v| v.span()),
+                    "L4 listeners forward the client's bytes as they are (to pass TLS through untouched use `protocol = \"tls_passthrough\"`; to re-encrypt, terminate on an http listener)",
+                );
             }
         }
     }
@@ -764,7 +771,12 @@ fn host_match(c: &mut Collector<'_>, h: &Spanned<String>, at: &str) -> Option<Ho
     None
 }
 
-fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<ClusterConfig> {
+fn cluster(
+    c: &mut Collector<'_>,
+    i: usize,
+    s: &ClusterSection,
+    base: &Path,
+) -> Option<ClusterConfig> {
     let at = format!("clusters[{i}]");
     let policy = policy(c, s, &at);
     let protocol = match &s.protocol {
@@ -862,6 +874,10 @@ fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<Cluste
         .health_check
         .as_ref()
         .map(|h| health_check(c, &format!("{at}.health_check"), h.get_ref()));
+    let tls = s
+        .tls
+        .as_ref()
+        .map(|t| super::tls::upstream_tls(c, &at, t, base));
     Some(ClusterConfig {
         name: s.name.get_ref().clone(),
         policy: policy?,
@@ -876,6 +892,10 @@ fn cluster(c: &mut Collector<'_>, i: usize, s: &ClusterSection) -> Option<Cluste
         health_check: match health_check {
             None => None,
             Some(h) => Some(h?),
+        },
+        tls: match tls {
+            None => None,
+            Some(t) => Some(t?),
         },
     })
 }

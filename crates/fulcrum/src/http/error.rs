@@ -18,6 +18,8 @@ pub enum ProxyError {
     NoHealthyUpstream { cluster: String },
     #[error("could not connect to {endpoint}: {detail}")]
     ConnectFailure { endpoint: String, detail: String },
+    #[error("TLS with {endpoint} failed: {detail}")]
+    UpstreamTls { endpoint: String, detail: String },
     #[error("{endpoint} closed or reset the connection before responding: {detail}")]
     UpstreamReset { endpoint: String, detail: String },
     #[error("{endpoint} sent an invalid HTTP response: {detail}")]
@@ -39,6 +41,7 @@ impl ProxyError {
             ProxyError::ConnectFailure { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_connect_failure")
             }
+            ProxyError::UpstreamTls { .. } => (StatusCode::BAD_GATEWAY, "upstream_tls_failure"),
             ProxyError::UpstreamReset { .. } => (StatusCode::BAD_GATEWAY, "upstream_reset"),
             ProxyError::UpstreamProtocol { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_protocol_error")

@@ -17,11 +17,13 @@ use super::error::ProxyError;
 use super::headers;
 use super::upstream::h1::{self, UpstreamError};
 use super::upstream::{Http2Client, Upstream};
+use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::config::RouteConfig;
 use crate::route::hash_policy::RequestKey;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
+use crate::tls::upstream::is_tls_error;
 
 /// What every request on one downstream connection shares.
 pub struct ConnContext {
@@ -262,7 +264,17 @@ async fn send_http2(
 fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
     let endpoint = endpoint.label.clone();
     match e {
-        UpstreamError::Connect(e) => ProxyError::ConnectFailure {
+        UpstreamError::Connect(ConnectError::Tcp(e)) => ProxyError::ConnectFailure {
+            endpoint,
+            detail: e.to_string(),
+        },
+        UpstreamError::Connect(ConnectError::Tls(e)) => ProxyError::UpstreamTls {
+            endpoint,
+            detail: e.to_string(),
+        },
+        // An alert after the handshake: with TLS 1.3 an endpoint that
+        // refuses the client certificate says so on the first read.
+        UpstreamError::Io(e) if is_tls_error(&e) => ProxyError::UpstreamTls {
             endpoint,
             detail: e.to_string(),
         },
@@ -279,7 +291,22 @@ fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
 
 fn upstream_failure(endpoint: &Endpoint, e: &hyper_util::client::legacy::Error) -> ProxyError {
     let detail = error_chain(e);
-    if e.is_connect() {
+    let tls = {
+        let mut source = std::error::Error::source(e);
+        let mut tls = false;
+        while let Some(s) = source {
+            tls |= matches!(s.downcast_ref::<ConnectError>(), Some(ConnectError::Tls(_)))
+                || s.downcast_ref::<rustls::Error>().is_some();
+            source = s.source();
+        }
+        tls
+    };
+    if tls {
+        ProxyError::UpstreamTls {
+            endpoint: endpoint.label.clone(),
+            detail,
+        }
+    } else if e.is_connect() {
         ProxyError::ConnectFailure {
             endpoint: endpoint.label.clone(),
             detail,

@@ -30,8 +30,9 @@ pub struct ListenerState {
 }
 
 impl Snapshot {
-    /// Fails only when a listener's TLS certificates cannot be loaded (they
-    /// were checked with the config, but files can change in between).
+    /// Fails only when a TLS file (a listener's certificates, a cluster's CA
+    /// or client certificate) cannot be loaded: they were checked with the
+    /// config, but files can change in between.
     pub fn build(config: Config, metrics: Arc<Metrics>) -> Result<Self, TlsSetupError> {
         let mut l4_clusters = vec![false; config.clusters.len()];
         for l in config.listeners.iter().filter(|l| l.protocol.is_l4()) {
@@ -50,8 +51,8 @@ impl Snapshot {
             .clusters
             .iter()
             .zip(l4_clusters)
-            .map(|(c, l4)| Arc::new(Cluster::new(c.clone(), &metrics, l4)))
-            .collect();
+            .map(|(c, l4)| Cluster::new(c.clone(), &metrics, l4).map(Arc::new))
+            .collect::<Result<_, TlsSetupError>>()?;
         let listeners = config
             .listeners
             .iter()

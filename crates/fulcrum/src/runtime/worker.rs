@@ -34,7 +34,7 @@ pub fn run(
     };
     rt.block_on(async move {
         let snapshot = shared.snapshot.load_full();
-        let clients: Arc<[Upstream]> = snapshot.clusters.iter().map(|c| upstream_for(&c.config, &shared.metrics)).collect();
+        let clients: Arc<[Upstream]> = snapshot.clusters.iter().map(|c| upstream_for(c, &shared.metrics)).collect();
         let connections = TaskTracker::new();
         let mut accepting = Vec::new();
         let cluster_metrics: Arc<[ClusterConnMetrics]> = snapshot

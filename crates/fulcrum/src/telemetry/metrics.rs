@@ -66,6 +66,15 @@ pub struct TlsHandshakeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterTlsHandshakeLabels {
+    pub cluster: String,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// `full` or `resumed`.
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertificateLabels {
     pub listener: String,
     /// The certificate file as the config names it.
@@ -122,6 +131,8 @@ pub struct Metrics {
     pub tls_handshake_duration: Family<ListenerLabels, LatencyHistogram>,
     pub tls_certificate_expiry: Family<CertificateLabels, Gauge>,
     pub tls_reload_failures: Family<ListenerLabels, Counter>,
+    pub upstream_tls_handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
+    pub upstream_tls_handshake_errors: Family<ClusterReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -164,6 +175,8 @@ impl Metrics {
             tls_handshake_duration: Family::default(),
             tls_certificate_expiry: Family::default(),
             tls_reload_failures: Family::default(),
+            upstream_tls_handshakes: Family::default(),
+            upstream_tls_handshake_errors: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -315,6 +328,16 @@ impl Metrics {
             "tls_reload_failures",
             "Certificate or ticket-key reloads refused because a file did not load (the previous ones keep serving)",
             m.tls_reload_failures.clone(),
+        );
+        registry.register(
+            "upstream_tls_handshakes",
+            "Completed TLS handshakes with endpoints (re-encryption), by cluster, version and full/resumed",
+            m.upstream_tls_handshakes.clone(),
+        );
+        registry.register(
+            "upstream_tls_handshake_errors",
+            "Failed TLS handshakes with endpoints, by reason (unknown_ca, name_mismatch, expired, bad_certificate, client_certificate_rejected, alpn, version, no_shared_cipher, protocol, timeout, closed...)",
+            m.upstream_tls_handshake_errors.clone(),
         );
         Self { registry, ..m }
     }

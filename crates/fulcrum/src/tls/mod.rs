@@ -7,6 +7,7 @@ pub mod certificate;
 pub mod client_auth;
 pub mod resolver;
 pub mod tickets;
+pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -96,6 +97,8 @@ pub enum TlsSetupError {
     ClientCa { listener: String, reason: String },
     #[error("listener {listener}: session_ticket_keys: {reason}")]
     TicketKeys { listener: String, reason: String },
+    #[error("cluster {cluster}: tls: {reason}")]
+    Upstream { cluster: String, reason: String },
     #[error("listener {listener}: {source}")]
     Rustls {
         listener: String,

@@ -38,6 +38,10 @@ pub enum Behavior {
     Reset,
     /// Accepts and reads but never answers.
     BlackHole,
+    /// Like Echo, over TLS with this server config (an origin fulcrum
+    /// re-encrypts to). Responses say what the handshake saw: `x-tls-sni`,
+    /// `x-tls-alpn` and `x-tls-client-cert` (`present` or `absent`).
+    Tls(Arc<rustls::ServerConfig>),
 }
 
 /// One request as a backend saw it.
@@ -193,6 +197,37 @@ async fn serve_conn(stream: tokio::net::TcpStream, state: Arc<BackendState>) {
                     Err(_) => return,
                 }
             }
+        }
+        Behavior::Tls(ref config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let (_, conn) = stream.get_ref();
+            let sni = conn.server_name().unwrap_or("").to_string();
+            let alpn = conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            let client_cert = if conn.peer_certificates().is_some_and(|c| !c.is_empty()) {
+                "present"
+            } else {
+                "absent"
+            };
+            let service = service_fn(move |req| {
+                let (state, sni, alpn) = (state.clone(), sni.clone(), alpn.clone());
+                async move {
+                    let mut resp = handle(state, req).await?;
+                    let headers = resp.headers_mut();
+                    headers.insert("x-tls-sni", sni.parse().unwrap());
+                    headers.insert("x-tls-alpn", alpn.parse().unwrap());
+                    headers.insert("x-tls-client-cert", client_cert.parse().unwrap());
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         }
         Behavior::Echo | Behavior::Delay(_) => {
             let service = service_fn(move |req| handle(state.clone(), req));

@@ -23,17 +23,15 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::io::{AsyncRead, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio_util::io::poll_read_buf;
 
 use super::codec::{
     self, BodyFraming, Chunk, ChunkedDecoder, CodecError, RequestFraming, ResponseHead,
 };
-use crate::cluster::Endpoint;
-use crate::config::ClusterConfig;
+use crate::cluster::transport::{ConnectError, Stream, Transport};
+use crate::cluster::{Cluster, Endpoint};
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
 /// First read buffer for a response: a typical head and small body fit.
@@ -45,7 +43,7 @@ const MAX_READ: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("{0}")]
-    Connect(io::Error),
+    Connect(ConnectError),
     #[error("{0}")]
     Io(io::Error),
     #[error("connection closed before the response was complete")]
@@ -58,7 +56,7 @@ pub enum UpstreamError {
 /// `fulcrum_upstream_active_connections` while it lives.
 #[derive(Debug)]
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     _open: GaugeGuard,
 }
 
@@ -74,16 +72,16 @@ struct Idle {
 #[derive(Debug)]
 pub struct H1Pool {
     idle: Box<[Mutex<Vec<Idle>>]>,
-    connect_timeout: Duration,
+    transport: Arc<Transport>,
     idle_timeout: Duration,
     active: Gauge,
     opened: Counter,
 }
 
 impl H1Pool {
-    pub fn new(cluster: &ClusterConfig, metrics: &Metrics) -> Self {
+    pub fn new(cluster: &Cluster, metrics: &Metrics) -> Self {
         let labels = ClusterLabels {
-            cluster: cluster.name.clone(),
+            cluster: cluster.config.name.clone(),
         };
         Self {
             idle: cluster
@@ -91,8 +89,8 @@ impl H1Pool {
                 .iter()
                 .map(|_| Mutex::new(Vec::new()))
                 .collect(),
-            connect_timeout: cluster.connect_timeout,
-            idle_timeout: cluster.idle_timeout,
+            transport: cluster.transport.clone(),
+            idle_timeout: cluster.config.idle_timeout,
             active: metrics
                 .upstream_active_connections
                 .get_or_create(&labels)
@@ -106,8 +104,8 @@ impl H1Pool {
     fn checkout(&self, endpoint: usize) -> Option<Conn> {
         let slot = self.idle.get(endpoint)?;
         let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(entry) = idle.pop() {
-            if entry.since.elapsed() < self.idle_timeout && still_open(&entry.conn.stream) {
+        while let Some(mut entry) = idle.pop() {
+            if entry.since.elapsed() < self.idle_timeout && entry.conn.stream.still_open() {
                 return Some(entry.conn);
             }
         }
@@ -133,43 +131,16 @@ impl H1Pool {
     }
 
     async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(endpoint.address))
-                .await
-            {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
-                Err(_) => {
-                    return Err(UpstreamError::Connect(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "connect timed out after {} ms",
-                            self.connect_timeout.as_millis()
-                        ),
-                    )));
-                }
-            };
-        let _ = stream.set_nodelay(true);
+        let stream = self
+            .transport
+            .connect(endpoint.address)
+            .await
+            .map_err(UpstreamError::Connect)?;
         self.opened.inc();
         Ok(Conn {
             stream,
             _open: GaugeGuard::new(&self.active),
         })
-    }
-}
-
-/// An idle connection the upstream has closed (or written to, which it must
-/// not) is readable. Asking the reactor costs no system call in the common
-/// case; only a socket it reports readable gets a 1-byte read to confirm.
-fn still_open(stream: &TcpStream) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    match stream.poll_read_ready(&mut cx) {
-        Poll::Pending => true,
-        Poll::Ready(Err(_)) => false,
-        Poll::Ready(Ok(())) => {
-            let mut byte = [0u8; 1];
-            matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-        }
     }
 }
 
@@ -235,7 +206,7 @@ pub async fn send(
         None => pool.connect(endpoint).await?,
     };
     let Conn { stream, _open } = conn;
-    let (mut read, write) = stream.into_split();
+    let (mut read, write) = tokio::io::split(stream);
     let upload = Upload(tokio::spawn(upload(write, head, body, framing)));
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
     let response = read_head(&mut read, &mut buf, &method)
@@ -273,10 +244,12 @@ async fn exchange(
     head: &[u8],
     method: &Method,
 ) -> Result<(Conn, ResponseHead, BytesMut), Failure> {
-    conn.stream
-        .write_all(head)
-        .await
-        .map_err(|e| Failure::BeforeResponse(UpstreamError::Io(e)))?;
+    // Flushed: over TLS the bytes may still sit in the session's buffer.
+    let written = match conn.stream.write_all(head).await {
+        Ok(()) => conn.stream.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| Failure::BeforeResponse(UpstreamError::Io(e)))?;
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
     let response = read_head(&mut conn.stream, &mut buf, method).await?;
     Ok((conn, response, buf))
@@ -321,12 +294,13 @@ async fn read_head<R: AsyncRead + Unpin>(
 /// Writes the request head and streams the body with the chosen framing.
 /// Returns the write half so the connection can be reused afterwards.
 async fn upload(
-    mut write: OwnedWriteHalf,
+    mut write: WriteHalf<Stream>,
     head: Vec<u8>,
     mut body: Incoming,
     framing: RequestFraming,
-) -> io::Result<OwnedWriteHalf> {
+) -> io::Result<WriteHalf<Stream>> {
     write.write_all(&head).await?;
+    write.flush().await?;
     let chunked = framing == RequestFraming::Chunked;
     let mut scratch = Vec::new();
     let mut trailers: Option<HeaderMap> = None;
@@ -337,8 +311,12 @@ async fn upload(
                 scratch.clear();
                 codec::encode_chunk(&mut scratch, &data);
                 write.write_all(&scratch).await?;
+                write.flush().await?;
             }
-            Ok(data) => write.write_all(&data).await?,
+            Ok(data) => {
+                write.write_all(&data).await?;
+                write.flush().await?;
+            }
             Err(frame) => {
                 if let Ok(t) = frame.into_trailers() {
                     trailers = Some(t);
@@ -351,12 +329,13 @@ async fn upload(
         codec::encode_last_chunk(&mut scratch, trailers.as_ref());
         write.write_all(&scratch).await?;
     }
+    write.flush().await?;
     Ok(write)
 }
 
 /// The upload task; aborted if the exchange ends first (or is abandoned).
 #[derive(Debug)]
-struct Upload(JoinHandle<io::Result<OwnedWriteHalf>>);
+struct Upload(JoinHandle<io::Result<WriteHalf<Stream>>>);
 
 impl Drop for Upload {
     fn drop(&mut self) {
@@ -366,7 +345,7 @@ impl Drop for Upload {
 
 impl Upload {
     /// The write half, if the upload has finished cleanly.
-    fn finished(&mut self) -> Option<OwnedWriteHalf> {
+    fn finished(&mut self) -> Option<WriteHalf<Stream>> {
         if !self.0.is_finished() {
             return None;
         }
@@ -382,7 +361,7 @@ impl Upload {
 enum Reader {
     Whole(Conn),
     Split {
-        read: OwnedReadHalf,
+        read: ReadHalf<Stream>,
         upload: Upload,
         _open: GaugeGuard,
     },
@@ -412,8 +391,13 @@ impl Reader {
                 _open,
             } => {
                 let write = upload.finished()?;
-                let stream = read.reunite(write).ok()?;
-                Some(Conn { stream, _open })
+                if !read.is_pair_of(&write) {
+                    return None;
+                }
+                Some(Conn {
+                    stream: read.unsplit(write),
+                    _open,
+                })
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod h1;
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,14 +17,15 @@ use std::task::{Context, Poll};
 use http::Uri;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-use crate::config::{ClusterConfig, UpstreamProtocol};
+use crate::cluster::Cluster;
+use crate::cluster::transport::{ConnectError, Stream, Transport};
+use crate::config::UpstreamProtocol;
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
 pub type Http2Client = Client<CountingConnector, Incoming>;
@@ -35,22 +37,19 @@ pub enum Upstream {
     Http2(Box<Http2Client>),
 }
 
-pub fn upstream_for(cluster: &ClusterConfig, metrics: &Metrics) -> Upstream {
-    match cluster.protocol {
+pub fn upstream_for(cluster: &Cluster, metrics: &Metrics) -> Upstream {
+    match cluster.config.protocol {
         UpstreamProtocol::Http1 => Upstream::Http1(Arc::new(h1::H1Pool::new(cluster, metrics))),
         UpstreamProtocol::Http2 => Upstream::Http2(Box::new(http2_client(cluster, metrics))),
     }
 }
 
-fn http2_client(cluster: &ClusterConfig, metrics: &Metrics) -> Http2Client {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cluster.connect_timeout));
+fn http2_client(cluster: &Cluster, metrics: &Metrics) -> Http2Client {
     let labels = ClusterLabels {
-        cluster: cluster.name.clone(),
+        cluster: cluster.config.name.clone(),
     };
     let connector = CountingConnector {
-        inner: http,
+        transport: cluster.transport.clone(),
         active: metrics
             .upstream_active_connections
             .get_or_create(&labels)
@@ -60,37 +59,45 @@ fn http2_client(cluster: &ClusterConfig, metrics: &Metrics) -> Http2Client {
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(cluster.idle_timeout)
+        .pool_idle_timeout(cluster.config.idle_timeout)
         .http2_only(true)
         .build(connector)
 }
 
-/// `HttpConnector` plus connection accounting: every connection it opens
-/// holds a gauge guard until the pool drops it.
+/// The cluster's [`Transport`] as a hyper connector, plus connection
+/// accounting: every connection it opens holds a gauge guard until the pool
+/// drops it. Request URIs carry the endpoint's `ip:port` as authority.
 #[derive(Clone, Debug)]
 pub struct CountingConnector {
-    inner: HttpConnector,
+    transport: Arc<Transport>,
     active: Gauge,
     opened: Counter,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 impl tower_service::Service<Uri> for CountingConnector {
     type Response = TokioIo<CountedStream>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
+        let transport = self.transport.clone();
         let active = self.active.clone();
         let opened = self.opened.clone();
         Box::pin(async move {
-            let stream = connecting.await?.into_inner();
+            let address: SocketAddr = uri
+                .authority()
+                .and_then(|a| a.as_str().parse().ok())
+                .ok_or_else(|| {
+                    ConnectError::Tcp(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("{uri} does not name an endpoint address"),
+                    ))
+                })?;
+            let stream = transport.connect(address).await?;
             opened.inc();
             Ok(TokioIo::new(CountedStream {
                 stream,
@@ -100,16 +107,21 @@ impl tower_service::Service<Uri> for CountingConnector {
     }
 }
 
-/// A TCP stream counted in `fulcrum_upstream_active_connections` while it lives.
+/// A connection counted in `fulcrum_upstream_active_connections` while it lives.
 #[derive(Debug)]
 pub struct CountedStream {
-    stream: TcpStream,
+    stream: Stream,
     _open: GaugeGuard,
 }
 
 impl Connection for CountedStream {
     fn connected(&self) -> Connected {
-        self.stream.connected()
+        let connected = Connected::new();
+        if self.stream.is_h2() {
+            connected.negotiated_h2()
+        } else {
+            connected
+        }
     }
 }
 
