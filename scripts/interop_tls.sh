@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# TLS termination interop: real clients against a fulcrum TLS listener.
+# TLS interop: real clients against a fulcrum TLS listener, and fulcrum
+# re-encrypting to a real OpenSSL server.
 #   curl --http2 / --http1.1 with --resolve (SNI) and --cacert (verification)
+#   openssl s_server -www as a TLS origin that requires a client certificate
 #   openssl s_client -sess_out / -sess_in (session resumption, TLS 1.3 and 1.2)
 #   h2load over TLS (ALPN h2), bounded by request count
 # The origin is fulcrum's own demo (plain HTTP). Certificates are made here
@@ -30,6 +32,26 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 \
   -subj "/CN=*.b.example.test" -addext "subjectAltName=DNS:*.b.example.test" \
   -keyout "$WORK/b.key" -out "$WORK/b.pem" >>"$WORK/openssl-req.log" 2>&1 || fail "openssl req (b)"
 
+# The re-encryption origin's CA and leaf (for origin.example.test), and the
+# client certificate fulcrum presents to it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=interop origin CA" -addext "basicConstraints=critical,CA:TRUE" \
+  -keyout "$WORK/origin-ca.key" -out "$WORK/origin-ca.pem" >>"$WORK/openssl-req.log" 2>&1 || fail "openssl req (origin CA)"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -subj "/CN=origin.example.test" -keyout "$WORK/origin.key" -out "$WORK/origin.csr" >>"$WORK/openssl-req.log" 2>&1 || fail "openssl req (origin)"
+printf 'subjectAltName=DNS:origin.example.test\nbasicConstraints=CA:FALSE\n' >"$WORK/origin.ext"
+openssl x509 -req -in "$WORK/origin.csr" -CA "$WORK/origin-ca.pem" -CAkey "$WORK/origin-ca.key" \
+  -CAcreateserial -days 2 -extfile "$WORK/origin.ext" -out "$WORK/origin.pem" >>"$WORK/openssl-req.log" 2>&1 || fail "openssl x509 (origin)"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj "/CN=fulcrum.example.test" -keyout "$WORK/fulcrum-client.key" -out "$WORK/fulcrum-client.pem" \
+  >>"$WORK/openssl-req.log" 2>&1 || fail "openssl req (client)"
+# OpenSSL's test server, TLS only, client certificate required; -www answers
+# every request with a status page. It prints the port the kernel gave it.
+openssl s_server -accept 127.0.0.1:0 -cert "$WORK/origin.pem" -key "$WORK/origin.key" \
+  -Verify 1 -CAfile "$WORK/fulcrum-client.pem" -www </dev/null >"$WORK/s_server.out" 2>"$WORK/s_server.log" &
+PIDS+=("$!")
+OS_PORT=$(wait_line "$WORK/s_server.out" 'ACCEPT 127.0.0.1:[0-9]*' | sed 's/.*://') || fail "openssl s_server did not start"
+
 "$BIN" demo --listen 127.0.0.1:0 --admin 127.0.0.1:0 --workers 1 >"$WORK/origin.out" 2>"$WORK/origin.log" &
 PIDS+=("$!")
 ORIGIN=$(wait_line "$WORK/origin.out" 'listener demo on http://[0-9.:]*' | sed 's|.*http://||') || fail "origin (fulcrum demo) did not start"
@@ -39,10 +61,11 @@ mkdir -p "$WORK/certs"
 cp "$WORK/a.pem" "$WORK/certs/a.example.test.pem"; cp "$WORK/a.key" "$WORK/certs/a.example.test.key"
 cp "$WORK/b.pem" "$WORK/certs/b.example.test.pem"; cp "$WORK/b.key" "$WORK/certs/b.example.test.key"
 openssl rand -base64 48 >"$WORK/certs/tickets.keys"
+cp "$WORK/origin-ca.pem" "$WORK/fulcrum-client.pem" "$WORK/fulcrum-client.key" "$WORK/certs/"
 sed -e 's|^address = "127.0.0.1:9901"|address = "127.0.0.1:0"|' \
     -e 's|^address = "0.0.0.0:8443"|address = "127.0.0.1:0"|' \
     -e 's|^address = "0.0.0.0:8080"|address = "127.0.0.1:0"|' \
-    -e "s|127.0.0.1:8080|$ORIGIN|" examples/tls.toml >"$WORK/tls.toml"
+    -e "s|127.0.0.1:8080|$ORIGIN|" -e "s|127.0.0.1:9443|127.0.0.1:$OS_PORT|" examples/tls.toml >"$WORK/tls.toml"
 "$BIN" check --config "$WORK/tls.toml" >"$WORK/check.log" 2>&1 || fail "fulcrum check on the TLS config"
 "$BIN" run --config "$WORK/tls.toml" >"$WORK/lb.out" 2>"$WORK/lb.log" &
 LB_PID=$!; PIDS+=("$LB_PID")
@@ -73,6 +96,17 @@ echo "$hdrs" | grep -qi '^location: https://a.example.test:8443/x?y=1' || fail "
 hdrs=$(curl -sS --http2 --cacert "$WORK/a.pem" --resolve "a.example.test:$PORT:127.0.0.1" -o /dev/null -D - "https://a.example.test:$PORT/") || fail "curl https (hsts)"
 echo "$hdrs" | grep -qi '^strict-transport-security: max-age=31536000; includeSubDomains' || fail "no HSTS header: $hdrs"
 pass "redirect: http:// -> 301 https://a.example.test:8443/x?y=1; HSTS on https responses"
+
+# Re-encryption: the request goes on to openssl s_server over TLS, verified
+# against origin-ca.pem as origin.example.test, with fulcrum's client certificate.
+out=$(curl -sS --fail --http2 --cacert "$WORK/a.pem" --resolve "a.example.test:$PORT:127.0.0.1" \
+  "https://a.example.test:$PORT/secure/x") || fail "curl https://a.example.test/secure/ (re-encrypted to s_server)"
+echo "$out" | grep -q 'Ciphers supported in s_server binary' || fail "/secure/ did not reach openssl s_server: $out"
+echo "$out" | grep -q 'no client certificate available' && fail "s_server saw no client certificate"
+metrics=$(curl -sS --fail "http://$ADMIN/metrics")
+echo "$metrics" | grep -q '^fulcrum_upstream_tls_handshakes_total{cluster="secure",version="TLSv1.3",kind="full"} [1-9]' \
+  || fail "no upstream TLS handshake counted: $(echo "$metrics" | grep upstream_tls)"
+pass "re-encryption: curl -> fulcrum -> openssl s_server (TLS 1.3, CA-verified, SNI origin.example.test, client certificate)"
 
 for v in tls1_3 tls1_2; do
   # The sleep keeps stdin open so a TLS 1.3 ticket (sent after the handshake) arrives.

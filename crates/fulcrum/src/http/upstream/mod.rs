@@ -2,7 +2,8 @@
 //! never shared across threads (no lock contention, like NGINX workers and
 //! Envoy's per-worker pools). HTTP/1.1 clusters use fulcrum's own client
 //! ([`h1`]: keep-alive pools, no task per connection); `protocol = "http2"`
-//! clusters multiplex requests over h2c with hyper's client.
+//! clusters multiplex requests with hyper's client (h2c, or h2 over TLS).
+//! Both connect through the cluster's [`Transport`] (TCP, or TLS over it).
 
 pub mod codec;
 pub mod h1;
