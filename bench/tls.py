@@ -3,7 +3,7 @@
 
     python3 bench/tls.py [--rounds 3] [--duration 8] [--quick]
                          [--scenarios full-ecdsa-13,full-ecdsa-12,full-rsa-13,full-rsa-12,
-                                      resumed-12,h2,h1]
+                                      resumed-12,h2,h1,reencrypt]
                          [--subjects fulcrum,haproxy,nginx]
 
 The TLS sibling of compare.py (whose process, /proc and CPU-accounting helpers it
@@ -20,6 +20,9 @@ three NGINX origins; the client and the origins share CPU 1; only 127.0.0.1 is u
   h2                h2load -c10 -m10 over TLS 1.3 (ALPN h2): requests on
                     established connections
   h1                wrk -c50 over TLS (HTTP/1.1 keep-alive)
+  reencrypt         wrk -c50 plain HTTP/1.1 to the subject, which re-encrypts to the
+                    origins over TLS (verified against a CA, SNI, kept-alive): the
+                    cost of TLS towards the upstream
 
 One s_time process cannot keep a server core busy (the client's half of a
 handshake costs about as much as the server's), so handshakes/s is the client's
@@ -52,10 +55,13 @@ import compare as C  # noqa: E402
 HOST = C.HOST
 log = C.log
 SCENARIOS = ["full-ecdsa-13", "full-ecdsa-12", "full-rsa-13", "full-rsa-12",
-             "resumed-12", "h2", "h1"]
+             "resumed-12", "h2", "h1", "reencrypt"]
 SUBJECTS = ["fulcrum", "haproxy", "nginx"]
 REFERENCE = "haproxy"
 PORTS = {"fulcrum": 18390, "haproxy": 18380, "nginx": 18385}
+# The origins answer over TLS on their port + this (reencrypt scenario).
+TLS_ORIGIN_OFFSET = 100
+ORIGIN_NAME = "origin.bench.test"
 
 
 def key_of(scenario):
@@ -76,11 +82,50 @@ def make_certs(d):
         with open(combined, "w") as f:
             f.write(open(cert).read() + open(key).read())
         out[kind] = (cert, key, combined)
+    # The origins' TLS certificate, issued by a CA the subjects verify against
+    # (a self-signed CA:TRUE certificate is not a valid end-entity for webpki).
+    ca, ca_key = os.path.join(d, "origin-ca.pem"), os.path.join(d, "origin-ca.key")
+    leaf, leaf_key = os.path.join(d, "origin.pem"), os.path.join(d, "origin.key")
+    csr, ext = os.path.join(d, "origin.csr"), os.path.join(d, "origin.ext")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    subprocess.run(["openssl", "req", "-x509", *ec, "-days", "2", "-subj", "/CN=bench origin CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE", "-keyout", ca_key, "-out", ca],
+                   check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-new", *ec, "-subj", f"/CN={ORIGIN_NAME}",
+                    "-keyout", leaf_key, "-out", csr], check=True, capture_output=True)
+    C.write(ext, f"subjectAltName=DNS:{ORIGIN_NAME}\nbasicConstraints=CA:FALSE\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
+                    "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", leaf],
+                   check=True, capture_output=True)
+    out["origin"] = (leaf, leaf_key, ca)
     return out
 
 
-def fulcrum_conf(port, cert, key):
-    endpoints = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in C.ORIGIN_PORTS)
+def tls_origin_conf(d, n, port, certs):
+    """compare.py's origin, plus the same answer over TLS on port + TLS_ORIGIN_OFFSET."""
+    leaf, key, _ = certs["origin"]
+    block = f"""    server {{
+        listen {HOST}:{port + TLS_ORIGIN_OFFSET} ssl backlog=4096;
+        ssl_certificate {leaf};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:10m;
+        location / {{ return 200 "hello from origin{n}\\n"; }}
+    }}
+"""
+    base = C.origin_conf(d, n, port).rstrip()
+    return base[: -1] + block + "}\n"
+
+
+def fulcrum_conf(port, cert, key, reencrypt=None):
+    if reencrypt:
+        endpoints = ", ".join(f'{{ address = "{HOST}:{p + TLS_ORIGIN_OFFSET}" }}' for p in C.ORIGIN_PORTS)
+        listener_tls = ""
+        cluster_tls = f'[clusters.tls]\nca = "{reencrypt}"\nsni = "{ORIGIN_NAME}"\n'
+    else:
+        endpoints = ", ".join(f'{{ address = "{HOST}:{p}" }}' for p in C.ORIGIN_PORTS)
+        listener_tls = f'[listeners.tls]\ncertificates = [{{ cert = "{cert}", key = "{key}" }}]\n'
+        cluster_tls = ""
     return f"""[admin]
 address = "127.0.0.1:0"
 [runtime]
@@ -90,20 +135,24 @@ drain_timeout = "3s"
 [[listeners]]
 name = "bench"
 address = "{HOST}:{port}"
-[listeners.tls]
-certificates = [{{ cert = "{cert}", key = "{key}" }}]
-[[listeners.routes]]
+{listener_tls}[[listeners.routes]]
 cluster = "origins"
 [[clusters]]
 name = "origins"
 policy = "round_robin"
 idle_timeout = "60s"
 endpoints = [{endpoints}]
-"""
+{cluster_tls}"""
 
 
-def haproxy_conf(d, port, combined):
-    servers = "\n".join(f"    server o{i} {HOST}:{p}" for i, p in enumerate(C.ORIGIN_PORTS, 1))
+def haproxy_conf(d, port, combined, reencrypt=None):
+    if reencrypt:
+        servers = "\n".join(f"    server o{i} {HOST}:{p + TLS_ORIGIN_OFFSET} ssl verify required ca-file {reencrypt} sni str({ORIGIN_NAME}) alpn http/1.1"
+                            for i, p in enumerate(C.ORIGIN_PORTS, 1))
+        bind = f"bind {HOST}:{port}"
+    else:
+        servers = "\n".join(f"    server o{i} {HOST}:{p}" for i, p in enumerate(C.ORIGIN_PORTS, 1))
+        bind = f"bind {HOST}:{port} ssl crt {combined} alpn h2,http/1.1"
     return f"""global
     nbthread 1
     maxconn 4000
@@ -120,7 +169,7 @@ defaults
     maxconn 4000
 frontend fe
     # session cache (tune.ssl.cachesize 20000) and tickets are on by default
-    bind {HOST}:{port} ssl crt {combined} alpn h2,http/1.1
+    {bind}
     default_backend origins
 backend origins
     balance roundrobin
@@ -128,8 +177,20 @@ backend origins
 """
 
 
-def nginx_conf(d, port, cert, key):
-    servers = "\n".join(f"        server {HOST}:{p};" for p in C.ORIGIN_PORTS)
+def nginx_conf(d, port, cert, key, reencrypt=None):
+    offset = TLS_ORIGIN_OFFSET if reencrypt else 0
+    servers = "\n".join(f"        server {HOST}:{p + offset};" for p in C.ORIGIN_PORTS)
+    if reencrypt:
+        listen = f"listen {HOST}:{port} backlog=4096;"
+        upstream = (f"proxy_pass https://origins;\n            proxy_ssl_verify on;\n"
+                    f"            proxy_ssl_trusted_certificate {reencrypt};\n"
+                    f"            proxy_ssl_server_name on;\n            proxy_ssl_name {ORIGIN_NAME};\n"
+                    f"            proxy_ssl_session_reuse on;")
+    else:
+        listen = (f"listen {HOST}:{port} ssl http2 backlog=4096;\n        ssl_certificate {cert};\n"
+                  f"        ssl_certificate_key {key};\n        ssl_protocols TLSv1.2 TLSv1.3;\n"
+                  f"        ssl_session_cache shared:SSL:10m;\n        ssl_session_tickets on;")
+        upstream = "proxy_pass http://origins;"
     return f"""worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -146,14 +207,9 @@ http {{
         keepalive_requests 10000000;
     }}
     server {{
-        listen {HOST}:{port} ssl http2 backlog=4096;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_cache shared:SSL:10m;
-        ssl_session_tickets on;
+        {listen}
         location / {{
-            proxy_pass http://origins;
+            {upstream}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }}
@@ -167,15 +223,16 @@ def start_subject(a, subject, scenario, tag):
     os.makedirs(d, exist_ok=True)
     port = PORTS[subject]
     cert, key, combined = a.certs[key_of(scenario)]
+    ca = a.certs["origin"][2] if scenario == "reencrypt" else None
     logpath = os.path.join(d, "stdout.log")
     if subject == "fulcrum":
-        conf = C.write(os.path.join(d, "fulcrum.toml"), fulcrum_conf(port, cert, key))
+        conf = C.write(os.path.join(d, "fulcrum.toml"), fulcrum_conf(port, cert, key, ca))
         c = C.Child(tag, [a.binary, "run", "--config", conf], a.proxy_cpus, logpath)
     elif subject == "haproxy":
-        conf = C.write(os.path.join(d, "haproxy.cfg"), haproxy_conf(d, port, combined))
+        conf = C.write(os.path.join(d, "haproxy.cfg"), haproxy_conf(d, port, combined, ca))
         c = C.Child(tag, ["haproxy", "-db", "-f", conf], a.proxy_cpus, logpath)
     else:
-        conf = C.write(os.path.join(d, "nginx.conf"), nginx_conf(d, port, cert, key))
+        conf = C.write(os.path.join(d, "nginx.conf"), nginx_conf(d, port, cert, key, ca))
         c = C.Child(tag, C.nginx_argv(d, conf), a.proxy_cpus, logpath)
     if not C.wait_port(port):
         rc = c.stop()
@@ -198,10 +255,11 @@ def parse_s_time(out, rc):
 
 def measure(a, port, scenario, roots):
     """(result, before, after) for one bounded load run."""
-    if scenario in ("h1", "h2"):
-        if scenario == "h1":
+    if scenario in ("h1", "h2", "reencrypt"):
+        if scenario in ("h1", "reencrypt"):
+            scheme = "http" if scenario == "reencrypt" else "https"
             argv = ["wrk", "-t", "1", "-c", "50", "-d", f"{a.duration}s", "--timeout", "5s",
-                    f"https://{HOST}:{port}/"]
+                    f"{scheme}://{HOST}:{port}/"]
         else:
             argv = ["h2load", "-t", "1", "-c", "10", "-m", "10", "-D", str(a.duration),
                     "--warm-up-time", "1", f"https://{HOST}:{port}/"]
@@ -209,7 +267,7 @@ def measure(a, port, scenario, roots):
         c = C.Child(scenario, argv, a.loadgen_cpus, pipe=True)
         out, rc = C.run_to_end(c, a.duration + 30)
         after = C.Snapshot(dict(roots, loadgen=[c.pid]))
-        if scenario == "h1":
+        if scenario != "h2":
             res = C.parse_wrk(out, rc)
         else:
             m = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
@@ -322,9 +380,9 @@ def main():
     for i, p in enumerate(C.ORIGIN_PORTS, 1):
         d = os.path.join(a.rundir, f"origin{i}")
         os.makedirs(d, exist_ok=True)
-        conf = C.write(os.path.join(d, "nginx.conf"), C.origin_conf(d, i, p))
+        conf = C.write(os.path.join(d, "nginx.conf"), tls_origin_conf(d, i, p, a.certs))
         origins.append(C.Child(f"origin{i}", C.nginx_argv(d, conf), a.origin_cpus, os.path.join(d, "stdout.log")))
-    for p in C.ORIGIN_PORTS:
+    for p in C.ORIGIN_PORTS + [p + TLS_ORIGIN_OFFSET for p in C.ORIGIN_PORTS]:
         if not C.wait_port(p):
             raise SystemExit(f"origin on {p} did not start; see {a.rundir}")
     with open(os.path.join(a.rundir, "runs.jsonl"), "w") as rf:

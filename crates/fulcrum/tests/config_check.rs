@@ -85,6 +85,13 @@ fn examples_pass_check() {
             ] {
                 pki.leaf(&format!("certs/{name}"), &[name], kind);
             }
+            // The re-encrypting cluster's CA bundle and client certificate.
+            std::fs::write(pki.dir.join("certs/origin-ca.pem"), &pki.ca_pem).unwrap();
+            pki.leaf(
+                "certs/fulcrum-client",
+                &["fulcrum.example.test"],
+                support::tls::KeyKind::EcdsaP256,
+            );
             std::fs::write(
                 pki.dir.join("certs/tickets.keys"),
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n",

@@ -2,7 +2,7 @@
 //! handshakes while open connections carry on, a broken file is refused and
 //! the old certificate kept; two instances sharing a session-ticket key file
 //! resume each other's sessions, and rotating the file keeps or retires old
-//! tickets as documented.
+//! tickets as documented; a replaced client CA bundle decides who gets in.
 
 mod support;
 
@@ -169,4 +169,62 @@ async fn instances_sharing_a_ticket_key_file_resume_each_others_sessions() {
         "a key-1 ticket is refused once key 1 is retired"
     );
     assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replaced_client_ca_decides_which_client_certificates_get_in() {
+    let pki = TestPki::new("ca-reload");
+    let other = TestPki::new("ca-reload-other");
+    let site = pki.leaf("site", &["site.example.test"], KeyKind::EcdsaP256);
+    let (old_cert, old_key) = pki.leaf("old-client", &["old.example.test"], KeyKind::EcdsaP256);
+    let (new_cert, new_key) = other.leaf("new-client", &["new.example.test"], KeyKind::EcdsaP256);
+    let client_ca = pki.dir.join("clients.pem");
+    std::fs::write(&client_ca, &pki.ca_pem).unwrap();
+    let backend = Backend::start("app-1", Behavior::Echo);
+    let proxy = Proxy::start(&app_config(
+        1,
+        &tls_table(&[site], &format!("client_ca = \"{}\"", client_ca.display())),
+        &endpoints_line(&[&backend]),
+    ));
+    let addr = proxy.listener("public");
+    let old = Arc::new(pki.client_with_cert(&["http/1.1"], &old_cert, &old_key));
+    let new = Arc::new(pki.client_with_cert(&["http/1.1"], &new_cert, &new_key));
+    assert!(
+        tls_get(addr, old.clone(), "site.example.test", "/")
+            .await
+            .is_ok()
+    );
+    assert!(
+        tls_get(addr, new.clone(), "site.example.test", "/")
+            .await
+            .is_err()
+    );
+
+    // An unreadable bundle is refused; the CA in use keeps deciding.
+    std::fs::write(&client_ca, "not a certificate\n").unwrap();
+    hup(&proxy);
+    support::eventually("the broken client CA is refused", async || {
+        proxy.logs().contains("client_ca cannot be loaded")
+    })
+    .await;
+    assert!(
+        tls_get(addr, old.clone(), "site.example.test", "/")
+            .await
+            .is_ok()
+    );
+
+    // The other CA replaces it (renamed into place): its clients get in, the old ones no longer do.
+    let tmp = pki.dir.join("clients.tmp");
+    std::fs::write(&tmp, &other.ca_pem).unwrap();
+    std::fs::rename(&tmp, &client_ca).unwrap();
+    hup(&proxy);
+    support::eventually("the new client CA admits its clients", async || {
+        tls_get(addr, new.clone(), "site.example.test", "/")
+            .await
+            .is_ok()
+    })
+    .await;
+    // The old client holds a session verified under the old CA: it must not
+    // resume past the change (sessions are bound to the CA bundle).
+    assert!(tls_get(addr, old, "site.example.test", "/").await.is_err());
 }

@@ -17,8 +17,12 @@ use rustls::server::danger::ClientCertVerifier;
 /// Reads a PEM bundle of CA certificates.
 pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    roots_from_pem(path, &pem)
+}
+
+fn roots_from_pem(path: &Path, pem: &[u8]) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
         roots
             .add(cert)
@@ -33,21 +37,23 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// The verifier for `ca`; `required`: a client without a certificate is
-/// refused (else it is let in without the header).
+/// The verifier for `ca`, and the bundle's bytes (the session context);
+/// `required`: a client without a certificate is refused (else it is let
+/// in without the header).
 pub fn verifier(
     ca: &Path,
     required: bool,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let roots = Arc::new(load_roots(ca)?);
+) -> Result<(Arc<dyn ClientCertVerifier>, Vec<u8>), String> {
+    let pem = std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+    let roots = Arc::new(roots_from_pem(ca, &pem)?);
     let builder = WebPkiClientVerifier::builder_with_provider(roots, provider);
     let builder = if required {
         builder
     } else {
         builder.allow_unauthenticated()
     };
-    builder.build().map_err(|e| e.to_string())
+    Ok((builder.build().map_err(|e| e.to_string())?, pem))
 }
 
 /// The XFCC value for a verified client certificate:

@@ -6,6 +6,7 @@
 pub mod certificate;
 pub mod client_auth;
 pub mod resolver;
+pub mod session;
 pub mod tickets;
 pub mod upstream;
 
@@ -19,7 +20,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
+use rustls::server::{
+    ClientHello, ProducesTickets, ResolvesServerCert, ServerSessionMemoryCache,
+    StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,6 +37,7 @@ use crate::telemetry::metrics::{
 };
 use certificate::{CertificateError, LoadedCertificate};
 use resolver::SniResolver;
+use session::{BoundCache, BoundTickets, SessionContext};
 use tickets::KeyFileTicketer;
 
 /// Resumable sessions kept per worker process for session-ID resumption
@@ -56,15 +61,19 @@ pub fn cipher_suite_names() -> Vec<&'static str> {
 }
 
 /// Everything one TLS listener needs to accept connections, and to reload
-/// its certificates and ticket keys while it runs.
+/// its certificates, ticket keys and client CA while it runs.
 pub struct Terminator {
     listener: String,
-    acceptor: TlsAcceptor,
+    /// Swapped whole when the client CA is reloaded (rustls keeps the
+    /// verifier private); certificates and ticket keys reload underneath it.
+    server_config: ArcSwap<ServerConfig>,
     timeout: Duration,
     metrics: TlsMetrics,
     config: TlsConfig,
     resolver: Arc<ReloadingResolver>,
     tickets: Option<Arc<KeyFileTicketer>>,
+    /// With a client CA: what resumed sessions are bound to (see `session`).
+    session_context: Option<Arc<SessionContext>>,
     /// Modification times of every file above, as last loaded.
     seen: Mutex<Vec<Option<SystemTime>>>,
     /// The header carrying a verified client certificate upstream.
@@ -143,36 +152,55 @@ impl Terminator {
             tls.strict_sni,
         ))));
         let provider = Arc::new(provider);
-        let client_verifier = match &tls.client_ca {
-            Some(ca) => Some(
-                client_auth::verifier(ca, tls.client_certificate_required, provider.clone())
-                    .map_err(|reason| TlsSetupError::ClientCa {
-                        listener: listener.name.clone(),
-                        reason,
-                    })?,
-            ),
-            None => None,
+        let (client_verifier, session_context) = match &tls.client_ca {
+            Some(ca) => {
+                let (verifier, pem) =
+                    client_auth::verifier(ca, tls.client_certificate_required, provider.clone())
+                        .map_err(|reason| TlsSetupError::ClientCa {
+                            listener: listener.name.clone(),
+                            reason,
+                        })?;
+                (Some(verifier), Some(Arc::new(SessionContext::new(&pem))))
+            }
+            None => (None, None),
         };
-        let config = server_config(
-            tls,
-            provider,
-            client_verifier,
-            resolver.clone(),
-            tickets.clone(),
-        )
-        .map_err(|source| TlsSetupError::Rustls {
+        let rustls_error = |source| TlsSetupError::Rustls {
             listener: listener.name.clone(),
             source,
-        })?;
+        };
+        let mut config = server_config(tls, provider, client_verifier, resolver.clone())
+            .map_err(rustls_error)?;
+        // Shared keys when configured (resumption across instances), else a
+        // per-process key that rustls rotates.
+        let ticketer: Arc<dyn ProducesTickets> = match &tickets {
+            Some(t) => t.clone(),
+            None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(rustls_error)?,
+        };
+        let cache: Arc<dyn StoresServerSessions> =
+            ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
+        (config.ticketer, config.session_storage) = match &session_context {
+            Some(context) => (
+                Arc::new(BoundTickets {
+                    inner: ticketer,
+                    context: context.clone(),
+                }) as Arc<dyn ProducesTickets>,
+                Arc::new(BoundCache {
+                    inner: cache,
+                    context: context.clone(),
+                }) as Arc<dyn StoresServerSessions>,
+            ),
+            None => (ticketer, cache),
+        };
         let metrics = TlsMetrics::new(metrics, &listener.name);
         metrics.certificates(&loaded);
         Ok(Self {
             listener: listener.name.clone(),
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            server_config: ArcSwap::from_pointee(config),
             timeout: tls.handshake_timeout,
             metrics,
             seen: Mutex::new(modified(&watched_files(tls))),
             config: tls.clone(),
+            session_context,
             resolver,
             tickets,
             hsts: tls
@@ -188,7 +216,7 @@ impl Terminator {
         })
     }
 
-    /// Re-reads the certificates and the ticket-key file. New handshakes use
+    /// Re-reads the certificates, the ticket-key file and the client CA. New handshakes use
     /// what was read; a file that does not load is refused with a log line
     /// and what was in use keeps serving.
     pub fn reload(&self, why: &str) {
@@ -218,9 +246,47 @@ impl Terminator {
                 }
             }
         }
+        if let Some(ca) = &self.config.client_ca {
+            match self.reload_client_ca(ca) {
+                Ok(()) => {
+                    tracing::info!(listener = %self.listener, why, client_ca = %ca.display(), "client CA reloaded");
+                }
+                Err(e) => {
+                    self.metrics.reload_failures.inc();
+                    tracing::error!(listener = %self.listener, why, error = %e, "client_ca cannot be loaded; keeping the CA in use");
+                }
+            }
+        }
     }
 
-    /// Reloads when a certificate, key or ticket-key file changed on disk
+    /// A new server config with the re-read client CA. The session cache
+    /// and ticketer carry over, but under a new context: sessions verified
+    /// against the old bundle no longer resume.
+    fn reload_client_ca(&self, ca: &std::path::Path) -> Result<(), String> {
+        let provider = Arc::new(provider());
+        let (verifier, pem) = client_auth::verifier(
+            ca,
+            self.config.client_certificate_required,
+            provider.clone(),
+        )?;
+        let mut config = server_config(
+            &self.config,
+            provider,
+            Some(verifier),
+            self.resolver.clone(),
+        )
+        .map_err(|e| e.to_string())?;
+        let current = self.server_config.load();
+        config.session_storage = current.session_storage.clone();
+        config.ticketer = current.ticketer.clone();
+        if let Some(context) = &self.session_context {
+            context.set(&pem);
+        }
+        self.server_config.store(Arc::new(config));
+        Ok(())
+    }
+
+    /// Reloads when a certificate, key, ticket-key or client CA file changed on disk
     /// (polled by the control thread: no inotify dependency, and it also
     /// sees files replaced by rename, as Kubernetes secrets are).
     pub fn reload_if_changed(&self) {
@@ -248,7 +314,8 @@ impl Terminator {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let started = Instant::now();
-        let accepted = tokio::time::timeout(self.timeout, self.acceptor.accept(io)).await;
+        let acceptor = TlsAcceptor::from(self.server_config.load_full());
+        let accepted = tokio::time::timeout(self.timeout, acceptor.accept(io)).await;
         let reason = match accepted {
             Ok(Ok(stream)) => {
                 self.metrics.duration.observe(started.elapsed());
@@ -290,6 +357,7 @@ fn watched_files(tls: &TlsConfig) -> Vec<PathBuf> {
         .iter()
         .flat_map(|c| [c.cert.clone(), c.key.clone()])
         .chain(tls.session_ticket_keys.clone())
+        .chain(tls.client_ca.clone())
         .collect()
 }
 
@@ -305,7 +373,6 @@ fn server_config(
     provider: Arc<CryptoProvider>,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     resolver: Arc<ReloadingResolver>,
-    tickets: Option<Arc<KeyFileTicketer>>,
 ) -> Result<ServerConfig, rustls::Error> {
     let mut provider = Arc::unwrap_or_clone(provider);
     if !tls.cipher_suites.is_empty() {
@@ -327,13 +394,6 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = tls.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
-    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-    // Shared keys when configured (resumption across instances), else a
-    // per-process key that rustls rotates.
-    config.ticketer = match tickets {
-        Some(t) => t,
-        None => rustls::crypto::aws_lc_rs::Ticketer::new()?,
-    };
     Ok(config)
 }
 
