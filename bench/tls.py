@@ -3,7 +3,7 @@
 
     python3 bench/tls.py [--rounds 3] [--duration 8] [--quick]
                          [--scenarios full-ecdsa-13,full-ecdsa-12,full-rsa-13,full-rsa-12,
-                                      resumed-12,h2,h1,reencrypt]
+                                      resumed-12,resumed-13,h2,h1,reencrypt]
                          [--subjects fulcrum,haproxy,nginx]
 
 The TLS sibling of compare.py (whose process, /proc and CPU-accounting helpers it
@@ -13,10 +13,11 @@ three NGINX origins; the client and the origins share CPU 1; only 127.0.0.1 is u
   full-<key>-<ver>  `openssl s_time -new`: a full handshake per connection, no
                     request (key: ECDSA P-256 or RSA 2048; ver: TLS 1.3 or 1.2)
   resumed-12        `openssl s_time -reuse`: every connection resumes one TLS 1.2
-                    session (ECDSA certificate). There is no resumed-13: s_time
-                    never reads the TLS 1.3 ticket (it arrives after the
-                    handshake), so its -reuse runs are full handshakes for every
-                    subject (checked: same CPU as full-ecdsa-13).
+                    session (ECDSA certificate).
+  resumed-13        bench/resume13.py (Python's ssl, OpenSSL): every connection
+                    resumes one TLS 1.3 session by its ticket (PSK + ECDHE).
+                    s_time cannot: it never reads the TLS 1.3 ticket, which
+                    arrives after the handshake.
   h2                h2load -c10 -m10 over TLS 1.3 (ALPN h2): requests on
                     established connections
   h1                wrk -c50 over TLS (HTTP/1.1 keep-alive)
@@ -55,7 +56,7 @@ import compare as C  # noqa: E402
 HOST = C.HOST
 log = C.log
 SCENARIOS = ["full-ecdsa-13", "full-ecdsa-12", "full-rsa-13", "full-rsa-12",
-             "resumed-12", "h2", "h1", "reencrypt"]
+             "resumed-12", "resumed-13", "h2", "h1", "reencrypt"]
 SUBJECTS = ["fulcrum", "haproxy", "nginx"]
 REFERENCE = "haproxy"
 PORTS = {"fulcrum": 18390, "haproxy": 18380, "nginx": 18385}
@@ -241,6 +242,8 @@ def start_subject(a, subject, scenario, tag):
 
 
 def s_time_argv(port, scenario, seconds):
+    if scenario == "resumed-13":
+        return [sys.executable, os.path.join(HERE, "resume13.py"), HOST, str(port), str(seconds)]
     ver = "-tls1_3" if scenario.endswith("13") else "-tls1_2"
     mode = "-reuse" if scenario.startswith("resumed") else "-new"
     return ["openssl", "s_time", "-connect", f"{HOST}:{port}", mode, ver, "-time", str(seconds)]
@@ -282,6 +285,8 @@ def measure(a, port, scenario, roots):
     c = C.Child("s_time", s_time_argv(port, scenario, a.duration), a.loadgen_cpus, pipe=True)
     out, rc = C.run_to_end(c, a.duration + 30)
     after = C.Snapshot(dict(roots, loadgen=[c.pid]))
+    if scenario == "resumed-13" and rc != 0:
+        raise RuntimeError(f"resume13.py: a connection did not resume (rc={rc}): {out[-300:]}")
     return parse_s_time(out, rc), before, after
 
 

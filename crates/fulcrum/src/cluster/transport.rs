@@ -71,8 +71,10 @@ impl Transport {
         let _ = tcp.set_nodelay(true);
         match &self.tls {
             None => Ok(Stream::Plain(tcp)),
-            Some(tls) => tls
-                .handshake(tcp, address, deadline)
+            // Boxed: the handshake future holds a whole rustls connection
+            // (~1.3 KB), and every request future that may connect would
+            // otherwise carry (and move) that much, TLS or not.
+            Some(tls) => Box::pin(tls.handshake(tcp, address, deadline))
                 .await
                 .map(|s| Stream::Tls(Box::new(s)))
                 .map_err(ConnectError::Tls),

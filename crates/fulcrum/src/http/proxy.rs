@@ -148,7 +148,9 @@ async fn send(
                 .await
                 .map(|r| r.map(UpstreamBody::Http1))
                 .map_err(|e| h1_failure(&endpoint, e)),
-            Upstream::Http2(client) => send_http2(client, &endpoint, req)
+            // Boxed: hyper's pooled client future is large, and unboxed it
+            // would size (and be moved with) every HTTP/1.1 request too.
+            Upstream::Http2(client) => Box::pin(send_http2(client, &endpoint, req))
                 .await
                 .map(|r| r.map(UpstreamBody::Http2)),
         }

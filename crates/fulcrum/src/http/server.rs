@@ -191,7 +191,11 @@ async fn serve_http<IO>(
     });
     let idle_timeout = acceptor.state.config.idle_timeout;
     let mut shutdown = acceptor.shutdown.clone();
-    let service = service_fn(move |req| proxy::handle(cx.clone(), req));
+    // Boxed once here: the request future is ~4 KB, and hyper moves it
+    // several times on its way into the task it spawns per HTTP/2 stream
+    // (memmove was 10 % of CPU on h2c). A 16-byte box moves instead; the
+    // h2c benchmark went from 20.8 to 17.3 us per request.
+    let service = service_fn(move |req| Box::pin(proxy::handle(cx.clone(), req)));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let why = tokio::select! {
