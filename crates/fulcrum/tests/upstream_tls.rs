@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use http::Request;
 use support::tls::*;
 use support::*;
@@ -257,15 +255,7 @@ async fn a_client_certificate_is_presented_to_origins_that_require_one() {
 #[test]
 fn check_names_the_broken_upstream_tls_setting() {
     let pki = TestPki::new("upstream-check");
-    let run_check = |text: &str| {
-        let path = write_config(text);
-        let out = Command::new(fulcrum_bin())
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (out.status.code(), String::from_utf8(out.stderr).unwrap())
-    };
+    let run_check = check_config;
     let http = |tls: &str| {
         app_config(
             1,

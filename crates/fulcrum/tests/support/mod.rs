@@ -320,6 +320,17 @@ pub fn fulcrum_bin() -> &'static str {
     env!("CARGO_BIN_EXE_fulcrum")
 }
 
+/// Runs `fulcrum check` on this config text: its exit code and stderr.
+pub fn check_config(text: &str) -> (Option<i32>, String) {
+    let path = write_config(text);
+    let out = Command::new(fulcrum_bin())
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stderr).unwrap())
+}
+
 pub fn write_config(text: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let n = CONFIG_SEQ.fetch_add(1, Ordering::SeqCst);
