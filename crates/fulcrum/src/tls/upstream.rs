@@ -59,6 +59,11 @@ pub struct Originator {
     sni: Option<ServerName<'static>>,
     handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
     errors: Family<ClusterReasonLabels, Counter>,
+    /// At most one warning per second per cluster: a broken origin
+    /// certificate under load would otherwise log every request. The
+    /// metric counts every failure.
+    last_warning: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Originator {
@@ -131,6 +136,8 @@ impl Originator {
             sni,
             handshakes: metrics.upstream_tls_handshakes.clone(),
             errors: metrics.upstream_tls_handshake_errors.clone(),
+            last_warning: std::sync::Mutex::new(None),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -178,8 +185,29 @@ impl Originator {
                 reason,
             })
             .inc();
-        tracing::warn!(cluster = %self.cluster, endpoint = %address, reason, error = %error, "TLS handshake with endpoint failed");
+        self.warn(address, reason, &error);
         Err(error)
+    }
+
+    fn warn(&self, address: SocketAddr, reason: &'static str, error: &io::Error) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        let due = {
+            let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
+            let due =
+                last.is_none_or(|t| now.duration_since(t) >= std::time::Duration::from_secs(1));
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(cluster = %self.cluster, endpoint = %address, reason, error = %error, suppressed, "TLS handshake with endpoint failed");
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(cluster = %self.cluster, endpoint = %address, reason, error = %error, "TLS handshake with endpoint failed");
+        }
     }
 }
 
