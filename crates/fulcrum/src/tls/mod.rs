@@ -60,6 +60,31 @@ pub fn cipher_suite_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The versions rustls may negotiate from `min` up (1.3 preferred).
+fn protocol_versions(min: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static FROM_12: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static ONLY_13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    match min {
+        TlsVersion::Tls12 => &FROM_12,
+        TlsVersion::Tls13 => &ONLY_13,
+    }
+}
+
+/// The `version` and `kind` labels of a completed handshake, either side.
+fn handshake_labels(conn: &rustls::CommonState) -> (&'static str, &'static str) {
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "other",
+    };
+    let kind = match conn.handshake_kind() {
+        Some(rustls::HandshakeKind::Resumed) => "resumed",
+        _ => "full",
+    };
+    (version, kind)
+}
+
 /// Everything one TLS listener needs to accept connections, and to reload
 /// its certificates, ticket keys and client CA while it runs.
 pub struct Terminator {
@@ -320,15 +345,7 @@ impl Terminator {
             Ok(Ok(stream)) => {
                 self.metrics.duration.observe(started.elapsed());
                 let (_, conn) = stream.get_ref();
-                let version = match conn.protocol_version() {
-                    Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                    Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                    _ => "other",
-                };
-                let kind = match conn.handshake_kind() {
-                    Some(rustls::HandshakeKind::Resumed) => "resumed",
-                    _ => "full",
-                };
+                let (version, kind) = handshake_labels(conn);
                 self.metrics.handshake(version, kind);
                 return Ok(stream);
             }
@@ -382,12 +399,8 @@ fn server_config(
                 .is_some_and(|n| tls.cipher_suites.iter().any(|c| c == n))
         });
     }
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.min_version {
-        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        TlsVersion::Tls13 => &[&rustls::version::TLS13],
-    };
-    let builder =
-        ServerConfig::builder_with_provider(Arc::new(provider)).with_protocol_versions(versions)?;
+    let builder = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(protocol_versions(tls.min_version))?;
     let builder = match client_verifier {
         Some(v) => builder.with_client_cert_verifier(v),
         None => builder.with_no_client_auth(),

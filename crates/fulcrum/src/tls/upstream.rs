@@ -19,16 +19,14 @@ use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
-use rustls::{
-    ClientConfig, DigitallySignedStruct, ProtocolVersion, RootCertStore, SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::{TlsSetupError, provider};
-use crate::config::{ClusterConfig, TlsVersion, UpstreamProtocol, UpstreamTlsConfig};
+use crate::config::{ClusterConfig, UpstreamProtocol, UpstreamTlsConfig};
 use crate::telemetry::metrics::{ClusterReasonLabels, ClusterTlsHandshakeLabels, Metrics};
 
 /// The system's CA bundle (Debian: `/etc/ssl/certs`), read once.
@@ -86,12 +84,8 @@ impl Originator {
             reason,
         };
         let provider = Arc::new(provider());
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.min_version {
-            TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
         let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(super::protocol_versions(tls.min_version))
             .map_err(|e| fail(e.to_string()))?;
         let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
             tracing::warn!(
@@ -156,19 +150,12 @@ impl Originator {
         let (reason, error) =
             match tokio::time::timeout_at(deadline, self.connector.connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
-                    let (_, conn) = stream.get_ref();
+                    let (version, kind) = super::handshake_labels(stream.get_ref().1);
                     self.handshakes
                         .get_or_create(&ClusterTlsHandshakeLabels {
                             cluster: self.cluster.clone(),
-                            version: match conn.protocol_version() {
-                                Some(ProtocolVersion::TLSv1_3) => "TLSv1.3",
-                                Some(ProtocolVersion::TLSv1_2) => "TLSv1.2",
-                                _ => "other",
-                            },
-                            kind: match conn.handshake_kind() {
-                                Some(rustls::HandshakeKind::Resumed) => "resumed",
-                                _ => "full",
-                            },
+                            version,
+                            kind,
                         })
                         .inc();
                     return Ok(stream);
