@@ -315,15 +315,28 @@ def one_run(a, subject, scenario, rnd, origins):
     return rec
 
 
+def paired_ratio(records, scenario, subject):
+    """Median over rounds of subject's CPU per request / the reference's in that round."""
+    by_round = {}
+    for r in records:
+        if r["scenario"] == scenario and "cpu_us" in r and r["subject"] in (subject, REFERENCE):
+            by_round.setdefault(r["round"], {})[r["subject"]] = r["cpu_us"]
+    ratios = [v[subject] / v[REFERENCE] for v in by_round.values()
+              if subject in v and REFERENCE in v and v[REFERENCE] > 0]
+    return f"{statistics.median(ratios):.2f}" if ratios else "–"
+
+
 def render(records, subjects, scenarios, command, meta):
     lines = [f"## TLS termination: fulcrum vs HAProxy vs NGINX — {meta['started']}", "",
              "```", command, "```", "",
              f"rounds={meta['rounds']}, {meta['duration']} s per run; subject on CPU 0 (one worker), "
              "client (openssl s_time / h2load / wrk) and three NGINX origins on CPU 1. "
              "Handshake scenarios: one s_time client, so the rate is the client's; compare CPU per "
-             "handshake (capacity on one core = 1e6 / µs).", "",
-             "| scenario | subject | rate (/s, median) | **CPU µs per handshake or request** (median) | min–max | **× HAProxy** | capacity /s on one core | proxy core busy | errors |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+             "handshake (capacity on one core = 1e6 / µs). × HAProxy compares the medians; 'paired' is the "
+             "median of each round's own ratio (both subjects measured in the same round, seconds apart), which a host "
+             "with slow phases disturbs less.", "",
+             "| scenario | subject | rate (/s, median) | **CPU µs per handshake or request** (median) | min–max | **× HAProxy** | paired | capacity /s on one core | proxy core busy | errors |",
+             "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
     med = {}
     for sc in scenarios:
         for s in subjects:
@@ -334,16 +347,17 @@ def render(records, subjects, scenarios, command, meta):
         for s in subjects:
             rs = [r for r in records if r["subject"] == s and r["scenario"] == sc and "cpu_us" in r]
             if not rs:
-                lines.append(f"| {sc} | {s} | – | – | – | – | – | – | failed |")
+                lines.append(f"| {sc} | {s} | – | – | – | – | – | – | – | failed |")
                 continue
             cpu = med[(sc, s)]
             ref = med.get((sc, REFERENCE))
             ratio = f"{cpu / ref:.2f}" if ref else "–"
+            paired = paired_ratio(records, sc, s)
             lo, hi = min(r["cpu_us"] for r in rs), max(r["cpu_us"] for r in rs)
             rate = statistics.median(r["rate"] for r in rs)
             busy = statistics.median(r["proxy_core_pct"] for r in rs)
             errs = sum(r.get("errors", 0) + r.get("non2xx", 0) for r in rs)
-            lines.append(f"| {sc} | {s} | {rate:,.0f} | **{cpu:.1f}** | {lo:.1f}–{hi:.1f} | **{ratio}** | "
+            lines.append(f"| {sc} | {s} | {rate:,.0f} | **{cpu:.1f}** | {lo:.1f}–{hi:.1f} | **{ratio}** | {paired} | "
                          f"{1e6 / cpu:,.0f} | {busy:.0f} % | {errs} |")
     return "\n".join(lines) + "\n"
 

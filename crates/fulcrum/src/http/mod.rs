@@ -9,4 +9,5 @@ pub mod error;
 pub mod headers;
 pub mod proxy;
 pub mod server;
+pub mod streams;
 pub mod upstream;

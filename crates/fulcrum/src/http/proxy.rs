@@ -3,7 +3,9 @@
 //! exactly one place ([`ProxyError::into_response`]).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::HOST;
@@ -11,7 +13,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::activity::Activity;
+use super::activity::{Activity, StreamGuard};
 use super::body::{ProxyBody, UpstreamBody};
 use super::error::ProxyError;
 use super::headers;
@@ -19,7 +21,6 @@ use super::upstream::h1::{self, UpstreamError};
 use super::upstream::{Http2Client, Upstream};
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
-use crate::config::RouteConfig;
 use crate::route::hash_policy::RequestKey;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
@@ -45,26 +46,38 @@ pub struct ConnContext {
     pub activity: Arc<Activity>,
 }
 
-pub async fn handle(
-    cx: Arc<ConnContext>,
-    mut req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
+/// What hyper awaits for one request.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+/// Serves one request. Everything that needs no waiting (routing, picking
+/// the endpoint, rewriting and encoding the request) runs here, before a
+/// future exists; only the upstream exchange is async. Why: an async fn
+/// keeps its arguments and its callee's whole future in its own state, and
+/// each level is memmoved as it is built, so three nested levels holding the
+/// request copied about 10 KB per request (see "Moving futures" in
+/// docs/architecture.md).
+pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFuture {
     let stream = cx.activity.start();
     let request_id = headers::ensure_request_id(req.headers_mut());
-    if let Some(port) = cx.listener.config.redirect_to_https {
-        let mut resp = redirect_to_https(&req, port);
-        resp.headers_mut()
-            .insert(headers::X_REQUEST_ID.clone(), request_id);
-        cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
-        return Ok(resp);
-    }
-    let mut resp = match forward(&cx, req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::debug!(error = %e, listener = %cx.listener.config.name, "local reply");
-            e.into_response()
-        }
+    let reply = match cx.listener.config.redirect_to_https {
+        Some(port) => redirect_to_https(&req, port),
+        None => match Outgoing::prepare(&cx, req) {
+            Ok(outgoing) => return Box::pin(exchange(cx, outgoing, request_id, stream)),
+            Err(e) => local_reply(&cx, e),
+        },
     };
+    let resp = finish(&cx, reply, request_id, stream);
+    Box::pin(std::future::ready(Ok(resp)))
+}
+
+/// The downstream response's last touches, for proxied and local replies alike.
+fn finish(
+    cx: &ConnContext,
+    mut resp: Response<ProxyBody>,
+    request_id: HeaderValue,
+    stream: StreamGuard,
+) -> Response<ProxyBody> {
     resp.headers_mut()
         .insert(headers::X_REQUEST_ID.clone(), request_id);
     if let Some(hsts) = &cx.hsts {
@@ -74,111 +87,165 @@ pub async fn handle(
     }
     cx.listener.metrics.responses[status_class_index(resp.status().as_u16())].inc();
     resp.body_mut().track(stream);
-    Ok(resp)
+    resp
 }
 
-async fn forward(
-    cx: &ConnContext,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let host = req.headers().get(HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let route = cx
-        .listener
-        .router
-        .route(
-            host.as_ref().and_then(|h| h.to_str().ok()),
-            req.uri().path(),
-        )
-        .ok_or(ProxyError::NoRoute)?;
-    let cluster = cx
-        .snapshot
-        .clusters
-        .get(route.cluster_index)
-        .ok_or(ProxyError::NoRoute)?;
-    let client = cx
-        .clients
-        .get(route.cluster_index)
-        .ok_or(ProxyError::NoRoute)?;
-    let result = send(cx, route, cluster, client, req, host).await;
-    if let Err(e) = &result {
-        let (_, reason) = e.classify();
-        cx.snapshot
-            .metrics
-            .upstream_errors
-            .get_or_create(&ClusterReasonLabels {
+fn local_reply(cx: &ConnContext, e: ProxyError) -> Response<ProxyBody> {
+    tracing::debug!(error = %e, listener = %cx.listener.config.name, "local reply");
+    e.into_response()
+}
+
+/// A routed request on its way to the chosen endpoint.
+struct Outgoing {
+    /// Index of the cluster in `snapshot.clusters` and of its pool in `clients`.
+    cluster: usize,
+    endpoint: Arc<Endpoint>,
+    active: ActiveRequest,
+    request: UpstreamRequest,
+    set_cookie: Option<HeaderValue>,
+}
+
+enum UpstreamRequest {
+    Http1(h1::Prepared),
+    /// Boxed: the HTTP/2 client takes a whole `Request` (264 bytes), which
+    /// would otherwise size every HTTP/1.1 exchange too.
+    Http2(Box<Request<Incoming>>),
+}
+
+impl Outgoing {
+    /// Route -> cluster -> balancer -> endpoint, and the request rewritten
+    /// for it.
+    fn prepare(cx: &ConnContext, req: Request<Incoming>) -> Result<Self, ProxyError> {
+        let (mut parts, body) = req.into_parts();
+        let host = parts.headers.get(HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
+        let route = cx
+            .listener
+            .router
+            .route(
+                host.as_ref().and_then(|h| h.to_str().ok()),
+                parts.uri.path(),
+            )
+            .ok_or(ProxyError::NoRoute)?;
+        let index = route.cluster_index;
+        let (Some(cluster), Some(client)) =
+            (cx.snapshot.clusters.get(index), cx.clients.get(index))
+        else {
+            return Err(ProxyError::NoRoute);
+        };
+        let key = if route.hash_policy.is_empty() {
+            RequestKey::default()
+        } else {
+            route.hash_policy.key(&parts, cx.peer.ip())
+        };
+        let Some(endpoint) = cluster.pick(fastrand::u64(..), key.hash) else {
+            let e = ProxyError::NoHealthyUpstream {
                 cluster: cluster.name().to_string(),
-                reason,
-            })
-            .inc();
+            };
+            count_upstream_error(cx, cluster, &e);
+            return Err(e);
+        };
+        let endpoint = endpoint.clone();
+        rewrite_headers(&mut parts.headers, cx, host);
+        let request = match client {
+            Upstream::Http1(_) => UpstreamRequest::Http1(h1::Prepared::new(parts, body)),
+            Upstream::Http2(_) => {
+                UpstreamRequest::Http2(Box::new(Request::from_parts(parts, body)))
+            }
+        };
+        Ok(Self {
+            cluster: index,
+            active: ActiveRequest::start(endpoint.clone()),
+            endpoint,
+            request,
+            set_cookie: key.set_cookie,
+        })
     }
-    result
 }
 
-async fn send(
-    cx: &ConnContext,
-    route: &RouteConfig,
-    cluster: &Cluster,
-    client: &Upstream,
-    req: Request<Incoming>,
-    host: Option<HeaderValue>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let (parts, body) = req.into_parts();
-    let key = if route.hash_policy.is_empty() {
-        RequestKey::default()
-    } else {
-        route.hash_policy.key(&parts, cx.peer.ip())
+/// The one async step: the exchange with the endpoint, bounded by the
+/// cluster's `request_timeout`.
+async fn exchange(
+    cx: Arc<ConnContext>,
+    outgoing: Outgoing,
+    request_id: HeaderValue,
+    stream: StreamGuard,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let Outgoing {
+        cluster,
+        endpoint,
+        active,
+        request,
+        set_cookie,
+    } = outgoing;
+    let (Some(cluster), Some(client)) =
+        (cx.snapshot.clusters.get(cluster), cx.clients.get(cluster))
+    else {
+        return Ok(finish(
+            &cx,
+            local_reply(&cx, ProxyError::NoRoute),
+            request_id,
+            stream,
+        ));
     };
-    let endpoint = cluster
-        .pick(fastrand::u64(..), key.hash)
-        .ok_or_else(|| ProxyError::NoHealthyUpstream {
-            cluster: cluster.name().to_string(),
-        })?
-        .clone();
-    let active = ActiveRequest::start(endpoint.clone());
-    let mut req = Request::from_parts(parts, body);
-    rewrite_headers(&mut req, cx, host);
     let timeout = cluster.config.request_timeout;
-    let exchange = async {
-        match client {
-            Upstream::Http1(pool) => h1::send(pool, &endpoint, req)
-                .await
-                .map(|r| r.map(UpstreamBody::Http1))
-                .map_err(|e| h1_failure(&endpoint, e)),
-            // Boxed: hyper's pooled client future is large, and unboxed it
-            // would size (and be moved with) every HTTP/1.1 request too.
-            Upstream::Http2(client) => Box::pin(send_http2(client, &endpoint, req))
-                .await
-                .map(|r| r.map(UpstreamBody::Http2)),
+    let sent = match (client, request) {
+        (Upstream::Http1(pool), UpstreamRequest::Http1(req)) => {
+            match tokio::time::timeout(timeout, h1::send(pool, &endpoint, req)).await {
+                Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http1)),
+                Ok(Err(e)) => Err(Some(h1_failure(&endpoint, e))),
+                Err(_) => Err(None),
+            }
         }
+        // Boxed: hyper's pooled client future is large (see UpstreamRequest).
+        (Upstream::Http2(client), UpstreamRequest::Http2(req)) => {
+            match tokio::time::timeout(timeout, Box::pin(send_http2(client, &endpoint, *req))).await
+            {
+                Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http2)),
+                Ok(Err(e)) => Err(Some(e)),
+                Err(_) => Err(None),
+            }
+        }
+        // The pools are built from the same snapshot as the clusters.
+        _ => Err(Some(ProxyError::NoRoute)),
     };
-    let resp = match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => {
+    let resp = match sent {
+        Ok(resp) => resp,
+        Err(e) => {
             active.record_failure();
-            return Err(e);
-        }
-        Err(_) => {
-            active.record_failure();
-            return Err(ProxyError::UpstreamTimeout {
+            let e = e.unwrap_or_else(|| ProxyError::UpstreamTimeout {
                 endpoint: endpoint.label.clone(),
                 timeout_ms: timeout.as_millis(),
             });
+            count_upstream_error(&cx, cluster, &e);
+            return Ok(finish(&cx, local_reply(&cx, e), request_id, stream));
         }
     };
     active.record_status(resp.status().as_u16());
     let (mut parts, body) = resp.into_parts();
     headers::remove_hop_by_hop(&mut parts.headers);
-    if let Some(cookie) = key.set_cookie {
+    if let Some(cookie) = set_cookie {
         parts.headers.append(http::header::SET_COOKIE, cookie);
     }
-    Ok(Response::from_parts(
-        parts,
-        ProxyBody::upstream(body, active),
-    ))
+    let resp = Response::from_parts(parts, ProxyBody::upstream(body, active));
+    Ok(finish(&cx, resp, request_id, stream))
+}
+
+/// `fulcrum_upstream_errors_total{cluster, reason}`.
+fn count_upstream_error(cx: &ConnContext, cluster: &Cluster, e: &ProxyError) {
+    let (_, reason) = e.classify();
+    cx.snapshot
+        .metrics
+        .upstream_errors
+        .get_or_create(&ClusterReasonLabels {
+            cluster: cluster.name().to_string(),
+            reason,
+        })
+        .inc();
 }
 
 /// The answer of a `redirect_to_https` listener: the same host and path on
@@ -223,8 +290,7 @@ fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Response<ProxyBody> 
 /// Header hygiene for the upstream: hop-by-hop headers out, forwarding
 /// headers and the verified client certificate in, and `Host` kept (an HTTP/2 client sends `:authority` instead;
 /// the upstream still needs the original host).
-fn rewrite_headers(req: &mut Request<Incoming>, cx: &ConnContext, host: Option<HeaderValue>) {
-    let headers = req.headers_mut();
+fn rewrite_headers(headers: &mut http::HeaderMap, cx: &ConnContext, host: Option<HeaderValue>) {
     headers::remove_hop_by_hop(headers);
     headers::set_forwarded(headers, &cx.client_ip, cx.tls, host.as_ref());
     // Only fulcrum vouches for a client certificate: never pass one a client wrote.

@@ -5,9 +5,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
 use super::proxy::{self, ConnContext};
+use super::streams::{StreamExecutor, Streams};
 use super::upstream::Upstream;
 use crate::l4::Refusal;
 use crate::limit::Permit;
@@ -22,8 +24,13 @@ use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::GaugeGuard;
 
-pub fn connection_builder(listener: &ListenerState) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// One connection's protocol settings; HTTP/2 streams run on `streams`, the
+/// connection's own executor.
+fn connection_builder(
+    listener: &ListenerState,
+    streams: StreamExecutor,
+) -> auto::Builder<StreamExecutor> {
+    let mut builder = auto::Builder::new(streams);
     // hyper starts this timer whenever it waits for a request head, so on
     // HTTP/1.1 it also bounds how long a keep-alive connection may sit idle.
     builder
@@ -48,13 +55,12 @@ pub struct Acceptor {
 
 /// Accepts connections until shutdown begins.
 pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
-    let builder = Arc::new(connection_builder(&acceptor.state));
     let mut shutdown = acceptor.shutdown.clone();
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => admit(stream, peer, &acceptor, &builder),
+                Ok((stream, peer)) => admit(stream, peer, &acceptor),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!(listener = %acceptor.state.config.name, error = %e, "accept failed");
@@ -66,12 +72,7 @@ pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
 }
 
 /// Admission (listener `max_connections`, PROXY protocol trust), then serve.
-fn admit(
-    stream: TcpStream,
-    peer: SocketAddr,
-    acceptor: &Acceptor,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-) {
+fn admit(stream: TcpStream, peer: SocketAddr, acceptor: &Acceptor) {
     let state = &acceptor.state;
     let Some(permit) = state.connections.try_acquire() else {
         state.metrics.refused(Refusal::MaxConnections.reason());
@@ -80,7 +81,7 @@ fn admit(
     };
     let trusted = &state.config.accept_proxy_protocol_from;
     if trusted.is_empty() {
-        return serve(stream, peer, Vec::new(), permit, acceptor, builder);
+        return serve(stream, peer, Vec::new(), permit, acceptor);
     }
     if !is_trusted(trusted, peer) {
         state.metrics.refused(Refusal::UntrustedSource.reason());
@@ -89,7 +90,6 @@ fn admit(
     }
     // The header is read in the connection's own task, never in the accept loop.
     let acceptor = acceptor.clone();
-    let builder = builder.clone();
     let tasks = acceptor.connections.clone();
     tasks.spawn(async move {
         let mut stream = stream;
@@ -101,7 +101,7 @@ fn admit(
         )
         .await;
         match read {
-            Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, &acceptor, &builder),
+            Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, &acceptor),
             Ok(Err(e)) => {
                 state.metrics.refused(Refusal::BadProxyHeader.reason());
                 tracing::debug!(listener = %state.config.name, %peer, error = %e, "PROXY header refused");
@@ -123,20 +123,18 @@ fn serve(
     read_ahead: Vec<u8>,
     permit: Permit,
     acceptor: &Acceptor,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
 ) {
     let _ = stream.set_nodelay(true);
     let metrics = &acceptor.state.metrics;
     metrics.connections.inc();
     let open = GaugeGuard::new(&metrics.active_connections);
     let acceptor = acceptor.clone();
-    let builder = builder.clone();
     let tasks = acceptor.connections.clone();
     tasks.spawn(async move {
         let _permit = permit;
         let io = Prefixed::new(read_ahead, stream);
         match &acceptor.state.tls {
-            None => serve_http(io, client, None, &acceptor, &builder).await,
+            None => serve_http(io, client, None, &acceptor).await,
             Some(tls) => match tls.accept(io).await {
                 Ok(tls_stream) => {
                     let client_cert = tls_stream
@@ -146,7 +144,7 @@ fn serve(
                         .and_then(|chain| chain.first())
                         .and_then(crate::tls::client_auth::forwarded_value);
                     let info = TlsInfo { client_cert };
-                    serve_http(tls_stream, client, Some(info), &acceptor, &builder).await
+                    serve_http(tls_stream, client, Some(info), &acceptor).await
                 }
                 Err(reason) => {
                     tracing::debug!(listener = %acceptor.state.config.name, peer = %client, reason, "TLS handshake failed");
@@ -164,13 +162,8 @@ struct TlsInfo {
 }
 
 /// One HTTP connection until it ends, drains or idles out.
-async fn serve_http<IO>(
-    io: IO,
-    peer: SocketAddr,
-    tls: Option<TlsInfo>,
-    acceptor: &Acceptor,
-    builder: &auto::Builder<TokioExecutor>,
-) where
+async fn serve_http<IO>(io: IO, peer: SocketAddr, tls: Option<TlsInfo>, acceptor: &Acceptor)
+where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
@@ -191,27 +184,56 @@ async fn serve_http<IO>(
     });
     let idle_timeout = acceptor.state.config.idle_timeout;
     let mut shutdown = acceptor.shutdown.clone();
-    // Boxed once here: the request future is ~4 KB, and hyper moves it
-    // several times on its way into the task it spawns per HTTP/2 stream
-    // (memmove was 10 % of CPU on h2c). A 16-byte box moves instead; the
-    // h2c benchmark went from 20.8 to 17.3 us per request.
-    let service = service_fn(move |req| Box::pin(proxy::handle(cx.clone(), req)));
-    let conn = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let why = tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
+    // `handle` returns its future boxed: hyper moves the service future
+    // several times on its way into the stream it drives, and a 16-byte box
+    // moves instead (memmove was 10 % of CPU on h2c before; 20.8 -> 17.3 us
+    // per request).
+    let service = service_fn(move |req| proxy::handle(cx.clone(), req));
+    let (mut streams, executor) = Streams::new();
+    let builder = connection_builder(&acceptor.state, executor);
+    // Boxed (not pinned on the stack) so it can be dropped before the
+    // remaining streams are finished.
+    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(io), service));
+    let idle = activity.idle(idle_timeout);
+    let drain = shutdown.changed();
+    tokio::pin!(idle, drain);
+    let mut closing = false;
+    let result = std::future::poll_fn(|cx| {
+        // Streams first, so the frames they queue go out in this same poll
+        // of the connection; again when that poll started new streams, so a
+        // request that can be answered at once does not wait for a wake-up.
+        for _ in 0..4 {
+            streams.poll_progress(cx);
+            if !closing {
+                let why = if drain.as_mut().poll(cx).is_ready() {
+                    Some("drain")
+                } else if idle.as_mut().poll(cx).is_ready() {
+                    Some("idle timeout")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    tracing::debug!(%peer, why, "closing downstream connection gracefully");
+                    // HTTP/1.1: finish the request in flight, then close;
+                    // HTTP/2: GOAWAY, finish open streams.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
-            return;
+            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if !streams.has_new() {
+                break;
+            }
         }
-        _ = shutdown.changed() => "drain",
-        _ = activity.idle(idle_timeout) => "idle timeout",
-    };
-    tracing::debug!(%peer, why, "closing downstream connection gracefully");
-    // HTTP/1.1: finish the request in flight, then close; HTTP/2: GOAWAY, finish open streams.
-    conn.as_mut().graceful_shutdown();
-    if let Err(e) = conn.await {
+        Poll::Pending
+    })
+    .await;
+    if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "downstream connection ended with an error");
     }
+    // Dropping the connection tells its remaining streams it is gone.
+    drop(conn);
+    streams.finish().await;
 }

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, Response, Version};
+use http::{HeaderMap, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -144,29 +144,54 @@ impl H1Pool {
     }
 }
 
-/// Sends `req` (already rewritten for the upstream: hop-by-hop headers gone,
-/// `Host` and forwarding headers set) to `endpoint` and returns once the
-/// response head has arrived; the body streams from the returned response.
+/// A request ready for the wire: its head already encoded, so the async
+/// part holds a few words instead of the whole `http::Request` (see
+/// "Moving futures" in docs/architecture.md).
+pub struct Prepared {
+    method: Method,
+    head: Vec<u8>,
+    body: Incoming,
+    framing: RequestFraming,
+}
+
+impl Prepared {
+    /// `parts` must already be rewritten for the upstream (hop-by-hop
+    /// headers gone, `Host` and forwarding headers set).
+    pub fn new(parts: http::request::Parts, body: Incoming) -> Self {
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(0) => RequestFraming::Empty,
+                Some(n) => RequestFraming::Length(n),
+                None => RequestFraming::Chunked,
+            }
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(512);
+        codec::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
+        Self {
+            method: parts.method,
+            head,
+            body,
+            framing,
+        }
+    }
+}
+
+/// Sends `req` to `endpoint` and returns once the response head has
+/// arrived; the body streams from the returned response.
 pub async fn send(
     pool: &Arc<H1Pool>,
     endpoint: &Endpoint,
-    req: Request<Incoming>,
+    req: Prepared,
 ) -> Result<Response<H1Body>, UpstreamError> {
-    let (parts, body) = req.into_parts();
-    let framing = if body.is_end_stream() {
-        RequestFraming::Empty
-    } else {
-        match body.size_hint().exact() {
-            Some(0) => RequestFraming::Empty,
-            Some(n) => RequestFraming::Length(n),
-            None => RequestFraming::Chunked,
-        }
-    };
-    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = Vec::with_capacity(512);
-    codec::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
-    let method = parts.method;
-
+    let Prepared {
+        method,
+        head,
+        body,
+        framing,
+    } = req;
     if framing == RequestFraming::Empty {
         // A pooled connection may have been closed by the upstream a moment
         // ago (the race every keep-alive pool has): when it fails before a
