@@ -4,6 +4,7 @@
 #   curl --http2 / --http1.1 with --resolve (SNI) and --cacert (verification)
 #   openssl s_server -www as a TLS origin that requires a client certificate
 #   openssl s_client -sess_out / -sess_in (session resumption, TLS 1.3 and 1.2)
+#   openssl s_client -early_data (TLS 1.3 0-RTT: GET served early, POST 425)
 #   h2load over TLS (ALPN h2), bounded by request count
 # The origin is fulcrum's own demo (plain HTTP). Certificates are made here
 # with openssl and deleted with the work directory. Everything is on
@@ -146,6 +147,50 @@ resumed=$(echo "$metrics" | awk -F' ' '/^fulcrum_downstream_tls_handshakes_total
 echo "$metrics" | grep -q '^fulcrum_tls_certificate_expiry_timestamp_seconds{listener="https",certificate=".*a.example.test.pem"} [0-9]' \
   || fail "no certificate expiry gauge for a.example.test.pem"
 pass "metrics: $resumed resumed handshakes, certificate expiry exported"
+
+# 0-RTT: a listener with early_data = true; s_client resumes and sends its
+# request as early data (-early_data). A GET is served before the handshake
+# completes; a POST is answered 425 Too Early.
+cat >"$WORK/early.toml" <<EOF
+[admin]
+address = "127.0.0.1:0"
+[runtime]
+workers = 1
+[[listeners]]
+name = "early"
+address = "127.0.0.1:0"
+[listeners.tls]
+certificates = [{ cert = "$WORK/a.pem", key = "$WORK/a.key" }]
+early_data = true
+[[listeners.routes]]
+cluster = "origin"
+[[clusters]]
+name = "origin"
+endpoints = [{ address = "$ORIGIN" }]
+EOF
+"$BIN" run --config "$WORK/early.toml" >"$WORK/lb3.out" 2>"$WORK/lb3.log" &
+LB3_PID=$!; PIDS+=("$LB3_PID")
+LB3=$(wait_line "$WORK/lb3.out" 'listener early on https://[0-9.:]*' | sed 's|.*https://||') || fail "fulcrum (early_data) did not start"
+ADMIN3=$(wait_line "$WORK/lb3.out" 'admin on http://[0-9.:]*' | sed 's|.*http://||') || fail "fulcrum (early_data) admin did not start"
+for method in GET POST; do
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB3" -servername a.example.test -tls1_3 \
+    -sess_out "$WORK/sess-early-$method" >"$WORK/s_client-early-$method-1.log" 2>&1 || true
+  grep -q 'Max Early Data: 16384' "$WORK/s_client-early-$method-1.log" \
+    || fail "the ticket allows no early data: $(grep -i 'early data' "$WORK/s_client-early-$method-1.log")"
+  printf '%s /early HTTP/1.1\r\nHost: a.example.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n' "$method" >"$WORK/early-$method.req"
+  (sleep 1) | timeout 10 openssl s_client -connect "$LB3" -servername a.example.test -tls1_3 -ign_eof \
+    -sess_in "$WORK/sess-early-$method" -early_data "$WORK/early-$method.req" >"$WORK/s_client-early-$method-2.log" 2>&1 || true
+  grep -q 'Early data was accepted' "$WORK/s_client-early-$method-2.log" \
+    || fail "$method: early data not accepted: $(grep -iE 'early data|Reused|New,' "$WORK/s_client-early-$method-2.log")"
+done
+grep -q '^HTTP/1.1 200' "$WORK/s_client-early-GET-2.log" || fail "GET in early data: no 200: $(grep '^HTTP' "$WORK/s_client-early-GET-2.log")"
+grep -q '^HTTP/1.1 425' "$WORK/s_client-early-POST-2.log" || fail "POST in early data: no 425: $(grep '^HTTP' "$WORK/s_client-early-POST-2.log")"
+metrics=$(curl -sS --fail "http://$ADMIN3/metrics")
+echo "$metrics" | grep -q '^fulcrum_downstream_early_data_requests_total{listener="early",outcome="forwarded"} 1' \
+  || fail "early GET not counted as forwarded: $(echo "$metrics" | grep early_data)"
+pass "openssl s_client -early_data (0-RTT): GET answered 200 (forwarded with Early-Data: 1), POST 425 Too Early"
+kill -TERM "$LB3_PID"
+wait "$LB3_PID" || fail "early_data instance: exit status $? after SIGTERM"
 
 kill -TERM "$LB2_PID"
 wait "$LB2_PID" || fail "second instance: exit status $? after SIGTERM"

@@ -98,6 +98,10 @@ pub struct TlsConfig {
     /// `Strict-Transport-Security` added to responses that do not set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hsts: Option<String>,
+    /// Accept TLS 1.3 0-RTT data: requests that arrive before the handshake
+    /// completes are forwarded with `Early-Data: 1` if their method is safe,
+    /// else answered 425 (RFC 8470).
+    pub early_data: bool,
 }
 
 /// Paths are resolved against the config file's directory.

@@ -73,6 +73,8 @@ pub struct TlsSection {
     pub client_certificate_header: Option<Spanned<String>>,
     /// `Strict-Transport-Security` value added to responses.
     pub hsts: Option<Spanned<String>>,
+    /// Accept TLS 1.3 0-RTT data (off by default).
+    pub early_data: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -211,6 +211,32 @@ pub(super) fn tls(
             Some(text.clone())
         }
     };
+    let early_data = s.early_data.as_ref().is_some_and(|v| *v.get_ref());
+    if let Some(v) = &s.early_data
+        && *v.get_ref()
+    {
+        // rustls accepts 0-RTT only on sessions resumed from this process's
+        // own single-use cache: a stateless ticket could be replayed to any
+        // instance holding the key.
+        if s.session_ticket_keys.is_some() {
+            c.error(
+                v.span(),
+                format!("{at}.early_data"),
+                "early_data cannot be combined with session_ticket_keys: 0-RTT is accepted only for sessions resumed from this instance's single-use session cache, never from a shared stateless ticket (any instance holding the key would accept a replay)".to_string(),
+                Some("remove session_ticket_keys (sessions then resume on the instance that issued them) or set `early_data = false`".into()),
+            );
+            ok = false;
+        }
+        if s.client_ca.is_some() {
+            c.error(
+                v.span(),
+                format!("{at}.early_data"),
+                "early_data cannot be combined with client_ca: a request sent as early data arrives before the client certificate is verified".to_string(),
+                Some("set `early_data = false` on listeners that verify client certificates".into()),
+            );
+            ok = false;
+        }
+    }
     if !ok {
         return None;
     }
@@ -226,6 +252,7 @@ pub(super) fn tls(
         client_certificate_required: required,
         client_certificate_header: header,
         hsts,
+        early_data,
     })
 }
 

@@ -28,6 +28,10 @@ pub enum ProxyError {
     UpstreamTimeout { endpoint: String, timeout_ms: u128 },
     #[error("the request cannot be forwarded: {0}")]
     BadRequest(String),
+    #[error(
+        "the request came in TLS early data and its method is not safe to replay; send it again once the handshake is complete"
+    )]
+    TooEarly,
 }
 
 impl ProxyError {
@@ -48,6 +52,7 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ProxyError::TooEarly => (StatusCode::TOO_EARLY, "too_early"),
         }
     }
 

@@ -24,6 +24,7 @@ use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::route::hash_policy::RequestKey;
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
+use crate::tls::early::HandshakeState;
 use crate::tls::upstream::is_tls_error;
 
 /// What every request on one downstream connection shares.
@@ -43,6 +44,9 @@ pub struct ConnContext {
     pub client_cert_header: http::HeaderName,
     /// `Strict-Transport-Security` for responses on a TLS listener.
     pub hsts: Option<HeaderValue>,
+    /// The client's TLS 1.3 early data was accepted; requests started while
+    /// the handshake is incomplete may be replays (RFC 8470).
+    pub early_data: Option<Arc<HandshakeState>>,
     pub activity: Arc<Activity>,
 }
 
@@ -60,15 +64,33 @@ pub type ResponseFuture =
 pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFuture {
     let stream = cx.activity.start();
     let request_id = headers::ensure_request_id(req.headers_mut());
+    let early = cx.early_data.as_ref().is_some_and(|h| h.incomplete());
     let reply = match cx.listener.config.redirect_to_https {
         Some(port) => redirect_to_https(&req, port),
-        None => match Outgoing::prepare(&cx, req) {
+        // RFC 8470: only a safe method may be acted on before the handshake
+        // proves the request is not a replay; the rest is told to retry.
+        None if early && !req.method().is_safe() => {
+            cx.listener.metrics.early_data("too_early");
+            local_reply(&cx, ProxyError::TooEarly)
+        }
+        None => match Outgoing::prepare(&cx, mark_early(&cx, early, req)) {
             Ok(outgoing) => return Box::pin(exchange(cx, outgoing, request_id, stream)),
             Err(e) => local_reply(&cx, e),
         },
     };
     let resp = finish(&cx, reply, request_id, stream);
     Box::pin(std::future::ready(Ok(resp)))
+}
+
+/// A request forwarded before the client's handshake completed carries
+/// `Early-Data: 1`, so the origin can answer 425 if it cannot risk a replay.
+fn mark_early(cx: &ConnContext, early: bool, mut req: Request<Incoming>) -> Request<Incoming> {
+    if early {
+        cx.listener.metrics.early_data("forwarded");
+        req.headers_mut()
+            .insert(headers::EARLY_DATA.clone(), HeaderValue::from_static("1"));
+    }
+    req
 }
 
 /// The downstream response's last touches, for proxied and local replies alike.

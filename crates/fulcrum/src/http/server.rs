@@ -23,6 +23,7 @@ use crate::limit::Permit;
 use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
 use crate::runtime::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::GaugeGuard;
+use crate::tls::early::HandshakeState;
 
 /// One connection's protocol settings; HTTP/2 streams run on `streams`, the
 /// connection's own executor.
@@ -136,14 +137,17 @@ fn serve(
         match &acceptor.state.tls {
             None => serve_http(io, client, None, &acceptor).await,
             Some(tls) => match tls.accept(io).await {
-                Ok(tls_stream) => {
+                Ok(mut tls_stream) => {
                     let client_cert = tls_stream
-                        .get_ref()
-                        .1
+                        .connection()
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .and_then(crate::tls::client_auth::forwarded_value);
-                    let info = TlsInfo { client_cert };
+                    let early_data = tls_stream.early_data();
+                    let info = TlsInfo {
+                        client_cert,
+                        early_data,
+                    };
                     serve_http(tls_stream, client, Some(info), &acceptor).await
                 }
                 Err(reason) => {
@@ -159,6 +163,8 @@ fn serve(
 struct TlsInfo {
     /// The verified client certificate as an XFCC value (mTLS listeners).
     client_cert: Option<http::HeaderValue>,
+    /// Set when the client's 0-RTT data was accepted.
+    early_data: Option<Arc<HandshakeState>>,
 }
 
 /// One HTTP connection until it ends, drains or idles out.
@@ -174,6 +180,7 @@ where
         peer,
         client_ip: crate::http::headers::client_ip_value(peer.ip()),
         tls: tls.is_some(),
+        early_data: tls.as_ref().and_then(|t| t.early_data.clone()),
         client_cert: tls.and_then(|t| t.client_cert),
         client_cert_header: acceptor.state.tls.as_ref().map_or_else(
             || http::HeaderName::from_static(crate::config::defaults::CLIENT_CERT_HEADER),

@@ -45,6 +45,12 @@ pub struct ListenerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerOutcomeLabels {
+    pub listener: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerReasonLabels {
     pub listener: String,
     pub reason: &'static str,
@@ -131,6 +137,7 @@ pub struct Metrics {
     pub tls_handshake_duration: Family<ListenerLabels, LatencyHistogram>,
     pub tls_certificate_expiry: Family<CertificateLabels, Gauge>,
     pub tls_reload_failures: Family<ListenerLabels, Counter>,
+    pub early_data_requests: Family<ListenerOutcomeLabels, Counter>,
     pub upstream_tls_handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
     pub upstream_tls_handshake_errors: Family<ClusterReasonLabels, Counter>,
 }
@@ -175,6 +182,7 @@ impl Metrics {
             tls_handshake_duration: Family::default(),
             tls_certificate_expiry: Family::default(),
             tls_reload_failures: Family::default(),
+            early_data_requests: Family::default(),
             upstream_tls_handshakes: Family::default(),
             upstream_tls_handshake_errors: Family::default(),
             registry: Registry::default(),
@@ -330,6 +338,11 @@ impl Metrics {
             m.tls_reload_failures.clone(),
         );
         registry.register(
+            "downstream_early_data_requests",
+            "Requests that arrived as TLS 1.3 early data (before the handshake completed), by outcome: forwarded (safe method, sent with Early-Data: 1) or too_early (answered 425)",
+            m.early_data_requests.clone(),
+        );
+        registry.register(
             "upstream_tls_handshakes",
             "Completed TLS handshakes with endpoints (re-encryption), by cluster, version and full/resumed",
             m.upstream_tls_handshakes.clone(),
@@ -414,6 +427,7 @@ pub struct ListenerMetrics {
     pub connections: Counter,
     listener: String,
     refused: Family<ListenerReasonLabels, Counter>,
+    early_data: Family<ListenerOutcomeLabels, Counter>,
     pub flows: Option<ListenerFlowMetrics>,
 }
 
@@ -436,6 +450,18 @@ impl ListenerMetrics {
             .get_or_create(&ListenerReasonLabels {
                 listener: self.listener.clone(),
                 reason,
+            })
+            .inc();
+    }
+}
+
+impl ListenerMetrics {
+    /// A request that came as TLS early data: "forwarded" or "too_early".
+    pub fn early_data(&self, outcome: &'static str) {
+        self.early_data
+            .get_or_create(&ListenerOutcomeLabels {
+                listener: self.listener.clone(),
+                outcome,
             })
             .inc();
     }
@@ -474,6 +500,7 @@ impl ListenerMetrics {
             connections: m.downstream_connections.get_or_create(&labels).clone(),
             listener: listener.to_string(),
             refused: m.downstream_refused.clone(),
+            early_data: m.early_data_requests.clone(),
             flows: l4.then(|| ListenerFlowMetrics {
                 listener: listener.to_string(),
                 dropped: m.udp_dropped_datagrams.clone(),

@@ -5,13 +5,16 @@
 
 pub mod certificate;
 pub mod client_auth;
+pub mod early;
 pub mod resolver;
 pub mod session;
 pub mod tickets;
 pub mod upstream;
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -26,7 +29,7 @@ use rustls::server::{
 };
 use rustls::sign::CertifiedKey;
 use rustls::{ProtocolVersion, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -203,19 +206,28 @@ impl Terminator {
         };
         let cache: Arc<dyn StoresServerSessions> =
             ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
-        (config.ticketer, config.session_storage) = match &session_context {
-            Some(context) => (
-                Arc::new(BoundTickets {
-                    inner: ticketer,
-                    context: context.clone(),
-                }) as Arc<dyn ProducesTickets>,
-                Arc::new(BoundCache {
-                    inner: cache,
-                    context: context.clone(),
-                }) as Arc<dyn StoresServerSessions>,
-            ),
-            None => (ticketer, cache),
-        };
+        if tls.early_data {
+            // rustls accepts 0-RTT only for sessions resumed from its own
+            // single-use cache, so this listener issues no stateless tickets
+            // (the config check refuses session_ticket_keys with it).
+            config.max_early_data_size = early::MAX_EARLY_DATA;
+            config.send_half_rtt_data = true;
+            config.session_storage = cache.clone();
+        } else {
+            (config.ticketer, config.session_storage) = match &session_context {
+                Some(context) => (
+                    Arc::new(BoundTickets {
+                        inner: ticketer,
+                        context: context.clone(),
+                    }) as Arc<dyn ProducesTickets>,
+                    Arc::new(BoundCache {
+                        inner: cache,
+                        context: context.clone(),
+                    }) as Arc<dyn StoresServerSessions>,
+                ),
+                None => (ticketer, cache),
+            };
+        }
         let metrics = TlsMetrics::new(metrics, &listener.name);
         metrics.certificates(&loaded);
         Ok(Self {
@@ -334,18 +346,27 @@ impl Terminator {
     }
 
     /// Runs the handshake (bounded by `handshake_timeout`) and records it.
-    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, &'static str>
+    /// With `early_data`, the stream comes back as soon as the server's
+    /// flight is out and the client's early data is accepted.
+    pub async fn accept<IO>(&self, io: IO) -> Result<ServerStream<IO>, &'static str>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let started = Instant::now();
-        let acceptor = TlsAcceptor::from(self.server_config.load_full());
-        let accepted = tokio::time::timeout(self.timeout, acceptor.accept(io)).await;
+        let config = self.server_config.load_full();
+        let accepted = if self.config.early_data {
+            tokio::time::timeout(self.timeout, early::accept(config, io))
+                .await
+                .map(|r| r.map(ServerStream::Early))
+        } else {
+            tokio::time::timeout(self.timeout, TlsAcceptor::from(config).accept(io))
+                .await
+                .map(|r| r.map(ServerStream::Full))
+        };
         let reason = match accepted {
             Ok(Ok(stream)) => {
                 self.metrics.duration.observe(started.elapsed());
-                let (_, conn) = stream.get_ref();
-                let (version, kind) = handshake_labels(conn);
+                let (version, kind) = handshake_labels(stream.connection());
                 self.metrics.handshake(version, kind);
                 return Ok(stream);
             }
@@ -354,6 +375,98 @@ impl Terminator {
         };
         self.metrics.failed(reason);
         Err(reason)
+    }
+}
+
+/// An accepted TLS connection: tokio-rustls's stream, or fulcrum's own on
+/// listeners that accept 0-RTT data (see `early.rs`).
+pub enum ServerStream<IO> {
+    Full(TlsStream<IO>),
+    Early(early::EarlyDataStream<IO>),
+}
+
+impl<IO> ServerStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    pub fn connection(&self) -> &rustls::ServerConnection {
+        match self {
+            ServerStream::Full(s) => s.get_ref().1,
+            ServerStream::Early(s) => s.connection(),
+        }
+    }
+
+    /// On a connection that accepted early data: whether its handshake is
+    /// still incomplete, for the requests served on it.
+    pub fn early_data(&mut self) -> Option<Arc<early::HandshakeState>> {
+        match self {
+            ServerStream::Early(s) => s.early_data_accepted().then(|| s.handshake_state()),
+            ServerStream::Full(_) => None,
+        }
+    }
+}
+
+impl<IO> AsyncRead for ServerStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Full(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Early(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<IO> AsyncWrite for ServerStream<IO>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Full(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Early(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Full(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ServerStream::Early(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerStream::Full(s) => s.is_write_vectored(),
+            ServerStream::Early(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Full(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Early(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Full(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Early(s) => Pin::new(s).poll_shutdown(cx),
+        }
     }
 }
 
