@@ -2,7 +2,8 @@
 //! handshakes while open connections carry on, a broken file is refused and
 //! the old certificate kept; two instances sharing a session-ticket key file
 //! resume each other's sessions, and rotating the file keeps or retires old
-//! tickets as documented; a replaced client CA bundle decides who gets in.
+//! tickets as documented; a replaced client CA bundle decides who gets in;
+//! a re-encrypting cluster's CA bundle and client certificate are reloaded.
 
 mod support;
 
@@ -227,4 +228,80 @@ async fn a_replaced_client_ca_decides_which_client_certificates_get_in() {
     // The old client holds a session verified under the old CA: it must not
     // resume past the change (sessions are bound to the CA bundle).
     assert!(tls_get(addr, old, "site.example.test", "/").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clusters_ca_bundle_and_client_certificate_reload_without_a_restart() {
+    let pki = TestPki::new("upstream-reload");
+    let stranger = TestPki::new("upstream-reload-other");
+    let leaf = pki.leaf("origin", &["origin.internal"], KeyKind::EcdsaP256);
+    // The origin requires a client certificate signed by `pki`'s CA.
+    let origin = Backend::start(
+        "origin",
+        Behavior::Tls(pki.origin(&leaf, &["http/1.1"], true)),
+    );
+    let good = pki.leaf("fulcrum-client", &["fulcrum.internal"], KeyKind::EcdsaP256);
+    let bad = stranger.leaf("fulcrum-client", &["fulcrum.internal"], KeyKind::EcdsaP256);
+    // fulcrum starts with the wrong CA bundle and the wrong client certificate.
+    let files = pki.dir.join("fulcrum");
+    std::fs::create_dir_all(&files).unwrap();
+    let (ca, cert, key) = (
+        files.join("ca.pem"),
+        files.join("client.pem"),
+        files.join("client.key"),
+    );
+    std::fs::write(&ca, &stranger.ca_pem).unwrap();
+    std::fs::copy(&bad.0, &cert).unwrap();
+    std::fs::copy(&bad.1, &key).unwrap();
+    let cluster = format!(
+        "endpoints = [{{ address = \"{}\" }}]\n[clusters.tls]\nca = \"{}\"\nsni = \"origin.internal\"\ncertificate = {{ cert = \"{}\", key = \"{}\" }}",
+        origin.addr,
+        path_str(&ca),
+        path_str(&cert),
+        path_str(&key)
+    );
+    let proxy = Proxy::start(&app_config(1, "", &cluster));
+    let client = h1_client();
+    let url = proxy.url("public", "/x");
+    let reply = get(&client, &url).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(
+        reply.header("x-fulcrum-reason"),
+        Some("upstream_tls_failure")
+    );
+
+    // The right CA and certificate, then SIGHUP: new connections use both
+    // (the origin verifies, and accepts fulcrum's certificate).
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    std::fs::copy(&good.0, &cert).unwrap();
+    std::fs::copy(&good.1, &key).unwrap();
+    hup(&proxy);
+    support::eventually("the reloaded CA and certificate are used", async || {
+        let r = get(&client, &url).await;
+        r.status == 200 && r.header("x-tls-client-cert") == Some("present")
+    })
+    .await;
+    assert_eq!(origin.hits(), 1, "nothing reached the origin unverified");
+
+    // A broken CA file is refused and the working one stays.
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    hup(&proxy);
+    support::eventually("the refused reload is counted", async || {
+        proxy_metric(
+            &proxy,
+            "fulcrum_upstream_tls_reload_failures_total{cluster=\"app\"}",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    assert!(
+        proxy
+            .logs()
+            .contains("upstream TLS files cannot be loaded; keeping the ones in use"),
+        "{}",
+        proxy.logs()
+    );
+    let reply = get(&fresh_client(), &url).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
 }

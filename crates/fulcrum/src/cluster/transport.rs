@@ -52,6 +52,11 @@ impl Transport {
         self.tls.is_some()
     }
 
+    /// The TLS side, for reloading its files.
+    pub fn originator(&self) -> Option<&Originator> {
+        self.tls.as_ref()
+    }
+
     /// A connected (and, with TLS, handshaken) stream to `address`.
     pub async fn connect(&self, address: SocketAddr) -> Result<Stream, ConnectError> {
         let deadline = Instant::now() + self.connect_timeout;

@@ -73,8 +73,13 @@ pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFutur
             cx.listener.metrics.early_data("too_early");
             local_reply(&cx, ProxyError::TooEarly)
         }
-        None => match Outgoing::prepare(&cx, mark_early(&cx, early, req)) {
-            Ok(outgoing) => return Box::pin(exchange(cx, outgoing, request_id, stream)),
+        None => match Outgoing::prepare(&cx, mark_early(early, req)) {
+            Ok(outgoing) => {
+                if early {
+                    cx.listener.metrics.early_data("forwarded");
+                }
+                return Box::pin(exchange(cx, outgoing, request_id, stream));
+            }
             Err(e) => local_reply(&cx, e),
         },
     };
@@ -84,9 +89,8 @@ pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFutur
 
 /// A request forwarded before the client's handshake completed carries
 /// `Early-Data: 1`, so the origin can answer 425 if it cannot risk a replay.
-fn mark_early(cx: &ConnContext, early: bool, mut req: Request<Incoming>) -> Request<Incoming> {
+fn mark_early(early: bool, mut req: Request<Incoming>) -> Request<Incoming> {
     if early {
-        cx.listener.metrics.early_data("forwarded");
         req.headers_mut()
             .insert(headers::EARLY_DATA.clone(), HeaderValue::from_static("1"));
     }

@@ -153,10 +153,17 @@ fn announce(bound: &Bound) {
     let _ = out.flush();
 }
 
-/// Re-reads every TLS listener's certificates and ticket keys.
+/// Re-reads every TLS listener's certificates and ticket keys, and every
+/// re-encrypting cluster's CA bundle and client certificate.
 fn reload_tls(shared: &Shared, why: &str) {
-    for listener in &shared.snapshot.load().listeners {
+    let snapshot = shared.snapshot.load();
+    for listener in &snapshot.listeners {
         if let Some(tls) = &listener.tls {
+            tls.reload(why);
+        }
+    }
+    for cluster in &snapshot.clusters {
+        if let Some(tls) = cluster.transport.originator() {
             tls.reload(why);
         }
     }
@@ -190,8 +197,14 @@ fn control(admin: std::net::TcpListener, shared: Arc<Shared>, mut stop: watch::R
             let mut tick = tokio::time::interval(TLS_FILE_POLL);
             loop {
                 tick.tick().await;
-                for listener in &watcher.snapshot.load().listeners {
+                let snapshot = watcher.snapshot.load();
+                for listener in &snapshot.listeners {
                     if let Some(tls) = &listener.tls {
+                        tls.reload_if_changed();
+                    }
+                }
+                for cluster in &snapshot.clusters {
+                    if let Some(tls) = cluster.transport.originator() {
                         tls.reload_if_changed();
                     }
                 }

@@ -137,6 +137,7 @@ pub struct Metrics {
     pub tls_handshake_duration: Family<ListenerLabels, LatencyHistogram>,
     pub tls_certificate_expiry: Family<CertificateLabels, Gauge>,
     pub tls_reload_failures: Family<ListenerLabels, Counter>,
+    pub upstream_tls_reload_failures: Family<ClusterLabels, Counter>,
     pub early_data_requests: Family<ListenerOutcomeLabels, Counter>,
     pub upstream_tls_handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
     pub upstream_tls_handshake_errors: Family<ClusterReasonLabels, Counter>,
@@ -182,6 +183,7 @@ impl Metrics {
             tls_handshake_duration: Family::default(),
             tls_certificate_expiry: Family::default(),
             tls_reload_failures: Family::default(),
+            upstream_tls_reload_failures: Family::default(),
             early_data_requests: Family::default(),
             upstream_tls_handshakes: Family::default(),
             upstream_tls_handshake_errors: Family::default(),
@@ -341,6 +343,11 @@ impl Metrics {
             "downstream_early_data_requests",
             "Requests that arrived as TLS 1.3 early data (before the handshake completed), by outcome: forwarded (safe method, sent with Early-Data: 1) or too_early (answered 425)",
             m.early_data_requests.clone(),
+        );
+        registry.register(
+            "upstream_tls_reload_failures",
+            "Reloads of a cluster's CA bundle or client certificate refused because a file did not load (the previous ones stay in use)",
+            m.upstream_tls_reload_failures.clone(),
         );
         registry.register(
             "upstream_tls_handshakes",

@@ -11,6 +11,9 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,7 +30,66 @@ use tokio_rustls::client::TlsStream;
 
 use super::{TlsSetupError, provider};
 use crate::config::{ClusterConfig, UpstreamProtocol, UpstreamTlsConfig};
-use crate::telemetry::metrics::{ClusterReasonLabels, ClusterTlsHandshakeLabels, Metrics};
+use crate::telemetry::metrics::{
+    ClusterLabels, ClusterReasonLabels, ClusterTlsHandshakeLabels, Metrics,
+};
+
+/// The rustls client side for one cluster: verification (`ca`, the system
+/// roots, or none with `insecure_skip_verify`), the client certificate, and
+/// ALPN by the cluster's protocol.
+fn client_config(
+    protocol: UpstreamProtocol,
+    tls: &UpstreamTlsConfig,
+) -> Result<ClientConfig, String> {
+    let provider = Arc::new(provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(super::protocol_versions(tls.min_version))
+        .map_err(|e| e.to_string())?;
+    let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        Arc::new(NoVerification(provider.clone()))
+    } else {
+        let roots = match &tls.ca {
+            Some(path) => Arc::new(super::client_auth::load_roots(path)?),
+            None => system_roots()?,
+        };
+        WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| e.to_string())?
+    };
+    let builder = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match &tls.certificate {
+        Some(files) => {
+            let loaded = super::certificate::load(&files.cert, &files.key, &provider)
+                .map_err(|e| format!("certificate: {e}"))?;
+            builder.with_client_cert_resolver(Arc::new(ClientCertificate(loaded.key)))
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![match protocol {
+        UpstreamProtocol::Http1 => b"http/1.1".to_vec(),
+        UpstreamProtocol::Http2 => b"h2".to_vec(),
+    }];
+    Ok(config)
+}
+
+/// The files a reload re-reads.
+fn watched_files(tls: &UpstreamTlsConfig) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = tls.ca.iter().cloned().collect();
+    if let Some(c) = &tls.certificate {
+        files.push(c.cert.clone());
+        files.push(c.key.clone());
+    }
+    files
+}
+
+fn modified(files: &[std::path::PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
 
 /// The system's CA bundle (Debian: `/etc/ssl/certs`), read once.
 pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
@@ -52,11 +114,19 @@ pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
 /// Originates TLS for one cluster.
 pub struct Originator {
     cluster: String,
-    connector: TlsConnector,
+    protocol: UpstreamProtocol,
+    settings: UpstreamTlsConfig,
+    /// Swapped whole when `ca` or the client certificate is reloaded; a
+    /// new config also starts a new session cache, so nothing verified
+    /// under the old CA bundle is resumed.
+    config: ArcSwap<ClientConfig>,
     /// `None`: verify (and address) each endpoint by its IP.
     sni: Option<ServerName<'static>>,
     handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
     errors: Family<ClusterReasonLabels, Counter>,
+    reload_failures: Counter,
+    /// Modification times of the files last read.
+    seen: std::sync::Mutex<Vec<Option<SystemTime>>>,
     /// At most one warning per second per cluster: a broken origin
     /// certificate under load would otherwise log every request. The
     /// metric counts every failure.
@@ -83,40 +153,13 @@ impl Originator {
             cluster: cluster.name.clone(),
             reason,
         };
-        let provider = Arc::new(provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(super::protocol_versions(tls.min_version))
-            .map_err(|e| fail(e.to_string()))?;
-        let verifier: Arc<dyn ServerCertVerifier> = if tls.insecure_skip_verify {
+        if tls.insecure_skip_verify {
             tracing::warn!(
                 cluster = %cluster.name,
                 "insecure_skip_verify is set: endpoint certificates are NOT verified, so anyone on the path can impersonate them"
             );
-            Arc::new(NoVerification(provider.clone()))
-        } else {
-            let roots = match &tls.ca {
-                Some(path) => Arc::new(super::client_auth::load_roots(path).map_err(fail)?),
-                None => system_roots().map_err(fail)?,
-            };
-            WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| fail(e.to_string()))?
-        };
-        let builder = builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier);
-        let mut config = match &tls.certificate {
-            Some(files) => {
-                let loaded = super::certificate::load(&files.cert, &files.key, &provider)
-                    .map_err(|e| fail(format!("certificate: {e}")))?;
-                builder.with_client_cert_resolver(Arc::new(ClientCertificate(loaded.key)))
-            }
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![match cluster.protocol {
-            UpstreamProtocol::Http1 => b"http/1.1".to_vec(),
-            UpstreamProtocol::Http2 => b"h2".to_vec(),
-        }];
+        }
+        let config = client_config(cluster.protocol, tls).map_err(fail)?;
         let sni = match &tls.sni {
             Some(name) => Some(
                 ServerName::try_from(name.clone())
@@ -126,13 +169,50 @@ impl Originator {
         };
         Ok(Self {
             cluster: cluster.name.clone(),
-            connector: TlsConnector::from(Arc::new(config)),
+            protocol: cluster.protocol,
+            settings: tls.clone(),
+            config: ArcSwap::from_pointee(config),
             sni,
             handshakes: metrics.upstream_tls_handshakes.clone(),
             errors: metrics.upstream_tls_handshake_errors.clone(),
+            reload_failures: metrics
+                .upstream_tls_reload_failures
+                .get_or_create(&ClusterLabels {
+                    cluster: cluster.name.clone(),
+                })
+                .clone(),
+            seen: std::sync::Mutex::new(modified(&watched_files(tls))),
             last_warning: std::sync::Mutex::new(None),
             suppressed: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Re-reads the CA bundle and the client certificate. New connections
+    /// use them; open ones keep theirs. Files that do not load are refused
+    /// with a log line, and what was in use stays.
+    pub fn reload(&self, why: &str) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
+            modified(&watched_files(&self.settings));
+        match client_config(self.protocol, &self.settings) {
+            Ok(config) => {
+                self.config.store(Arc::new(config));
+                tracing::info!(cluster = %self.cluster, why, "upstream TLS CA and client certificate reloaded");
+            }
+            Err(e) => {
+                self.reload_failures.inc();
+                tracing::error!(cluster = %self.cluster, why, error = %e, "upstream TLS files cannot be loaded; keeping the ones in use");
+            }
+        }
+    }
+
+    /// Reloads when the CA bundle or the client certificate or key changed
+    /// on disk (polled by the control thread, like the listeners' files).
+    pub fn reload_if_changed(&self) {
+        let now = modified(&watched_files(&self.settings));
+        let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
+        if changed {
+            self.reload("a file changed on disk");
+        }
     }
 
     /// Runs the client handshake on `tcp` (connected to `address`) until
@@ -147,8 +227,9 @@ impl Originator {
             .sni
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(address.ip().into()));
+        let connector = TlsConnector::from(self.config.load_full());
         let (reason, error) =
-            match tokio::time::timeout_at(deadline, self.connector.connect(name, tcp)).await {
+            match tokio::time::timeout_at(deadline, connector.connect(name, tcp)).await {
                 Ok(Ok(stream)) => {
                     let (version, kind) = super::handshake_labels(stream.get_ref().1);
                     self.handshakes
