@@ -86,8 +86,8 @@ where
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.poll_write_tls(cx))?;
+            // (`poll_read_tls` marks the state when the handshake completes.)
             if !self.conn.is_handshaking() {
-                self.state.0.store(false, Ordering::Release);
                 return Poll::Ready(Ok(()));
             }
             // Accepted while processing the ClientHello, whose answer was

@@ -10,12 +10,13 @@ pub mod resolver;
 pub mod session;
 pub mod tickets;
 pub mod upstream;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
@@ -42,6 +43,7 @@ use certificate::{CertificateError, LoadedCertificate};
 use resolver::SniResolver;
 use session::{BoundCache, BoundTickets, SessionContext};
 use tickets::KeyFileTicketer;
+use watch::WatchedFiles;
 
 /// Resumable sessions kept per worker process for session-ID resumption
 /// (TLS 1.2 clients without tickets). NGINX's `ssl_session_cache
@@ -102,8 +104,8 @@ pub struct Terminator {
     tickets: Option<Arc<KeyFileTicketer>>,
     /// With a client CA: what resumed sessions are bound to (see `session`).
     session_context: Option<Arc<SessionContext>>,
-    /// Modification times of every file above, as last loaded.
-    seen: Mutex<Vec<Option<SystemTime>>>,
+    /// Every file above, to reload when one changes.
+    files: WatchedFiles,
     /// The header carrying a verified client certificate upstream.
     client_cert_header: http::HeaderName,
     /// `Strict-Transport-Security` for responses (validated with the config).
@@ -235,7 +237,7 @@ impl Terminator {
             server_config: ArcSwap::from_pointee(config),
             timeout: tls.handshake_timeout,
             metrics,
-            seen: Mutex::new(modified(&watched_files(tls))),
+            files: WatchedFiles::new(watched_files(tls)),
             config: tls.clone(),
             session_context,
             resolver,
@@ -257,8 +259,7 @@ impl Terminator {
     /// what was read; a file that does not load is refused with a log line
     /// and what was in use keeps serving.
     pub fn reload(&self, why: &str) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
-            modified(&watched_files(&self.config));
+        self.files.mark();
         match load_certificates(&self.config, &provider()) {
             Ok(loaded) => {
                 self.resolver
@@ -327,9 +328,7 @@ impl Terminator {
     /// (polled by the control thread: no inotify dependency, and it also
     /// sees files replaced by rename, as Kubernetes secrets are).
     pub fn reload_if_changed(&self) {
-        let now = modified(&watched_files(&self.config));
-        let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
-        if changed {
+        if self.files.changed() {
             self.reload("a file changed on disk");
         }
     }
@@ -488,13 +487,6 @@ fn watched_files(tls: &TlsConfig) -> Vec<PathBuf> {
         .flat_map(|c| [c.cert.clone(), c.key.clone()])
         .chain(tls.session_ticket_keys.clone())
         .chain(tls.client_ca.clone())
-        .collect()
-}
-
-fn modified(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
         .collect()
 }
 

@@ -11,7 +11,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
@@ -28,6 +27,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use super::watch::WatchedFiles;
 use super::{TlsSetupError, provider};
 use crate::config::{ClusterConfig, UpstreamProtocol, UpstreamTlsConfig};
 use crate::telemetry::metrics::{
@@ -84,13 +84,6 @@ fn watched_files(tls: &UpstreamTlsConfig) -> Vec<std::path::PathBuf> {
     files
 }
 
-fn modified(files: &[std::path::PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
-}
-
 /// The system's CA bundle (Debian: `/etc/ssl/certs`), read once.
 pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
     static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
@@ -125,8 +118,8 @@ pub struct Originator {
     handshakes: Family<ClusterTlsHandshakeLabels, Counter>,
     errors: Family<ClusterReasonLabels, Counter>,
     reload_failures: Counter,
-    /// Modification times of the files last read.
-    seen: std::sync::Mutex<Vec<Option<SystemTime>>>,
+    /// `ca` and the client certificate and key, to reload when one changes.
+    files: WatchedFiles,
     /// At most one warning per second per cluster: a broken origin
     /// certificate under load would otherwise log every request. The
     /// metric counts every failure.
@@ -181,7 +174,7 @@ impl Originator {
                     cluster: cluster.name.clone(),
                 })
                 .clone(),
-            seen: std::sync::Mutex::new(modified(&watched_files(tls))),
+            files: WatchedFiles::new(watched_files(tls)),
             last_warning: std::sync::Mutex::new(None),
             suppressed: std::sync::atomic::AtomicU64::new(0),
         })
@@ -191,8 +184,7 @@ impl Originator {
     /// use them; open ones keep theirs. Files that do not load are refused
     /// with a log line, and what was in use stays.
     pub fn reload(&self, why: &str) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
-            modified(&watched_files(&self.settings));
+        self.files.mark();
         match client_config(self.protocol, &self.settings) {
             Ok(config) => {
                 self.config.store(Arc::new(config));
@@ -208,9 +200,7 @@ impl Originator {
     /// Reloads when the CA bundle or the client certificate or key changed
     /// on disk (polled by the control thread, like the listeners' files).
     pub fn reload_if_changed(&self) {
-        let now = modified(&watched_files(&self.settings));
-        let changed = *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now;
-        if changed {
+        if self.files.changed() {
             self.reload("a file changed on disk");
         }
     }
