@@ -34,7 +34,7 @@ protocol = "http2"
 endpoints = [{ address = "{b1}" }]
 "#;
 
-fn with_host(
+fn with_host_header(
     url: &str,
     host: &str,
 ) -> Request<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
@@ -44,22 +44,33 @@ fn with_host(
         .unwrap()
 }
 
+/// GET `path` naming `host` as the authority (`Host` on HTTP/1.1,
+/// `:authority` on HTTP/2).
+fn with_host(
+    host: &str,
+    path: &str,
+) -> Request<http_body_util::combinators::BoxBody<bytes::Bytes, std::convert::Infallible>> {
+    Request::get(format!("http://{host}{path}"))
+        .body(empty())
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_by_host_and_path_prefix_over_h1_and_h2c() {
     let api = Backend::start("api", Behavior::Echo);
     let web = Backend::start("web", Behavior::Echo);
     let proxy = Proxy::start(&config_with(TWO_CLUSTERS, &[&api, &web]));
-    let url = |p: &str| proxy.url("public", p);
-    for client in [h1_client(), h2c_client()] {
-        let r = send(&client, with_host(&url("/v2/users"), "api.example.com")).await;
+    let addr = proxy.listener("public");
+    for client in [pinned_client(addr, false), pinned_client(addr, true)] {
+        let r = send(&client, with_host("api.example.com", "/v2/users")).await;
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "api"));
-        let r = send(&client, with_host(&url("/v1/users"), "api.example.com")).await;
+        let r = send(&client, with_host("api.example.com", "/v1/users")).await;
         assert_eq!(r.body, "web", "wildcard host route catches other paths");
-        let r = send(&client, with_host(&url("/"), "www.EXAMPLE.com:8080")).await;
+        let r = send(&client, with_host("www.EXAMPLE.com:8080", "/")).await;
         assert_eq!(r.body, "web", "host match ignores case and port");
-        let r = send(&client, with_host(&url("/static/app.js"), "other.org")).await;
+        let r = send(&client, with_host("other.org", "/static/app.js")).await;
         assert_eq!(r.body, "web");
-        let r = send(&client, with_host(&url("/"), "other.org")).await;
+        let r = send(&client, with_host("other.org", "/")).await;
         assert_eq!(r.status.as_u16(), 404);
         assert_eq!(r.header("x-fulcrum-reason"), Some("no_route"));
     }
@@ -114,7 +125,7 @@ async fn forwarding_and_request_id_headers_reach_the_backend() {
     // Without a request id, one is generated, sent upstream, and returned to the client.
     let r = send(
         &client,
-        with_host(&proxy.url("public", "/v2/y"), "api.example.com"),
+        with_host_header(&proxy.url("public", "/v2/y"), "api.example.com"),
     )
     .await;
     let id = r
@@ -130,8 +141,8 @@ async fn forwarding_and_request_id_headers_reach_the_backend() {
 
     // HTTP/2 client to the HTTP/2 (h2c) cluster: :authority becomes Host upstream.
     let r = send(
-        &h2c_client(),
-        with_host(&proxy.url("public", "/"), "www.example.com"),
+        &pinned_client(proxy.listener("public"), true),
+        with_host("www.example.com", "/"),
     )
     .await;
     assert_eq!(r.body, "web");

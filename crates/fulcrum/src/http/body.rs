@@ -10,7 +10,10 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use http::HeaderName;
+
 use super::activity::StreamGuard;
+use super::headers::remove_forbidden_trailers;
 use super::upstream::h1::H1Body;
 use crate::cluster::ActiveRequest;
 
@@ -88,6 +91,7 @@ impl Body for ProxyBody {
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
         };
+        let polled = polled.map(|frame| frame.map(|f| f.map(filter_trailers)));
         if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             // The response is over: release the accounting now, not when hyper drops the body.
             if let Kind::Upstream { active, .. } = &mut this.kind {
@@ -124,5 +128,61 @@ impl Body for ProxyBody {
             } => body.size_hint(),
             Kind::Local(full) => full.size_hint(),
         }
+    }
+}
+
+/// A trailer section loses the fields that must not travel in one
+/// (RFC 9110 6.5.1, `headers::remove_forbidden_trailers`).
+fn filter_trailers(mut frame: Frame<Bytes>) -> Frame<Bytes> {
+    if let Some(trailers) = frame.trailers_mut() {
+        remove_forbidden_trailers(trailers, None);
+    }
+    frame
+}
+
+/// A client's request body on its way to an HTTP/2 endpoint: the frames as
+/// they come, with the trailer section filtered as in both other directions.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    /// The listener's client certificate header, never taken from a client.
+    client_cert_header: HeaderName,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, client_cert_header: HeaderName) -> Self {
+        Self {
+            inner,
+            client_cert_header,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        Poll::Ready(polled.map(|frame| {
+            frame.map(|mut f| {
+                if let Some(trailers) = f.trailers_mut() {
+                    remove_forbidden_trailers(trailers, Some(&this.client_cert_header));
+                }
+                f
+            })
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

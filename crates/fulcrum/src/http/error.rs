@@ -28,6 +28,14 @@ pub enum ProxyError {
     UpstreamTimeout { endpoint: String, timeout_ms: u128 },
     #[error("the request cannot be forwarded: {0}")]
     BadRequest(String),
+    /// The request breaks a rule of RFC 9110/9112/9113 that an intermediary
+    /// must enforce (docs/http-conformance.md); the rule is the detail.
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    #[error("CONNECT is not supported: fulcrum is a reverse proxy, not a tunnel")]
+    ConnectNotSupported,
+    #[error("transfer codings other than chunked are not supported")]
+    UnsupportedTransferCoding,
     #[error(
         "the request came in TLS early data and its method is not safe to replay; send it again once the handshake is complete"
     )]
@@ -52,8 +60,28 @@ impl ProxyError {
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
+            ProxyError::ConnectNotSupported => {
+                (StatusCode::NOT_IMPLEMENTED, "connect_not_supported")
+            }
+            ProxyError::UnsupportedTransferCoding => {
+                (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding")
+            }
             ProxyError::TooEarly => (StatusCode::TOO_EARLY, "too_early"),
         }
+    }
+
+    /// The client's connection cannot carry another request after this
+    /// reply: what follows on an HTTP/1.1 connection is no longer known to
+    /// be a request (a tunnel's bytes, or a message fulcrum refused to
+    /// read). RFC 9112 3.2 and 9.6.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Malformed(_)
+                | ProxyError::ConnectNotSupported
+                | ProxyError::UnsupportedTransferCoding
+        )
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {

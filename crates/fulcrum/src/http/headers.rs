@@ -13,8 +13,10 @@ pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-fo
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// RFC 9110 7.6.1 plus the legacy `Proxy-Connection` and `Keep-Alive`.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// RFC 9110 7.6.1 plus the legacy `Proxy-Connection` and `Keep-Alive`, and
+/// `HTTP2-Settings`, which belongs to an `Upgrade: h2c` that is never
+/// passed on (RFC 7540 3.2.1).
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -23,7 +25,82 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
+
+/// Fields that must not travel in a trailer section (RFC 9110 6.5.1): they
+/// control framing (`Content-Length`, `Transfer-Encoding`, `Trailer`),
+/// routing (`Host`), the connection (the hop-by-hop fields), authentication
+/// (`Authorization`, `Cookie`, `Set-Cookie` and the proxy fields), request
+/// modifiers and response control data, or the content's own handling; and
+/// the fields fulcrum itself vouches for (forwarding headers). An origin
+/// that merged a trailer into the header section (RFC 9110 6.5.2 lets it
+/// when it knows the field is allowed) must never find one of these there.
+const FORBIDDEN_IN_TRAILERS: [&str; 38] = [
+    "content-length",
+    "transfer-encoding",
+    "trailer",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "te",
+    "http2-settings",
+    "authorization",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "www-authenticate",
+    "cookie",
+    "set-cookie",
+    "cache-control",
+    "expect",
+    "max-forwards",
+    "pragma",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "age",
+    "expires",
+    "date",
+    "location",
+    "retry-after",
+    "vary",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Drops from a trailer section every field in [`FORBIDDEN_IN_TRAILERS`],
+/// the fields `Connection` names, and `extra` (the listener's client
+/// certificate header). Trailers are rare (gRPC's are `grpc-status` and
+/// `grpc-message`), so this scans by name without a faster path.
+pub fn remove_forbidden_trailers(trailers: &mut HeaderMap, extra: Option<&HeaderName>) {
+    for value in trailers
+        .get_all(header::CONNECTION)
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+    {
+        for token in value.to_str().unwrap_or("").split(',') {
+            if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                trailers.remove(name);
+            }
+        }
+    }
+    for name in FORBIDDEN_IN_TRAILERS {
+        trailers.remove(name);
+    }
+    if let Some(name) = extra {
+        trailers.remove(name);
+    }
+}
 
 /// Removes hop-by-hop headers. `TE: trailers` survives (gRPC needs it end to
 /// end, and it is the one TE value HTTP/2 allows); other TE values do not.
@@ -107,9 +184,11 @@ pub fn set_forwarded(
     }
     let proto = if tls { "https" } else { "http" };
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-    }
+    // The client's own value never passes: with no authority there is none.
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST.clone(), host.clone()),
+        None => headers.remove(&X_FORWARDED_HOST),
+    };
 }
 
 /// Returns the request's id, generating a random UUIDv4-format one when the
@@ -167,6 +246,32 @@ mod tests {
         assert!(h.get(header::UPGRADE).is_none());
         assert_eq!(h.get(header::TE).unwrap(), "trailers");
         assert_eq!(h.get("x-kept").unwrap(), "1");
+    }
+
+    #[test]
+    fn trailers_lose_fields_that_control_the_message() {
+        let mut t = HeaderMap::new();
+        for name in [
+            "content-length",
+            "transfer-encoding",
+            "host",
+            "authorization",
+            "cookie",
+            "set-cookie",
+            "te",
+            "trailer",
+            "x-forwarded-for",
+            "x-client-cert",
+        ] {
+            t.insert(name, HeaderValue::from_static("1"));
+        }
+        t.insert(header::CONNECTION, HeaderValue::from_static("x-named"));
+        t.insert("x-named", HeaderValue::from_static("1"));
+        t.insert("grpc-status", HeaderValue::from_static("0"));
+        t.insert("x-checksum", HeaderValue::from_static("abc"));
+        remove_forbidden_trailers(&mut t, Some(&HeaderName::from_static("x-client-cert")));
+        let left: Vec<&str> = t.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["grpc-status", "x-checksum"]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod body;
+pub mod conformance;
 pub mod error;
 pub mod headers;
 pub mod proxy;

@@ -14,7 +14,8 @@ use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::activity::{Activity, StreamGuard};
-use super::body::{ProxyBody, UpstreamBody};
+use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::conformance::{self, Authority};
 use super::error::ProxyError;
 use super::headers;
 use super::upstream::h1::{self, UpstreamError};
@@ -65,22 +66,38 @@ pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFutur
     let stream = cx.activity.start();
     let request_id = headers::ensure_request_id(req.headers_mut());
     let early = cx.early_data.as_ref().is_some_and(|h| h.incomplete());
-    let reply = match cx.listener.config.redirect_to_https {
-        Some(port) => redirect_to_https(&req, port),
-        // RFC 8470: only a safe method may be acted on before the handshake
-        // proves the request is not a replay; the rest is told to retry.
-        None if early && !req.method().is_safe() => {
-            cx.listener.metrics.early_data("too_early");
-            local_reply(&cx, ProxyError::TooEarly)
+    // HTTP/1.x: a local reply sent before the request body was read leaves
+    // the connection's next bytes unknown, so that connection closes.
+    let h1 = req.version() <= Version::HTTP_11;
+    let body_unread = h1 && !http_body::Body::is_end_stream(req.body());
+    let reply = match conformance::check(&req) {
+        Err(e) => {
+            let close = h1 && e.closes_connection();
+            local_reply(&cx, e, body_unread || close)
         }
-        None => match Outgoing::prepare(&cx, mark_early(early, req)) {
-            Ok(outgoing) => {
-                if early {
-                    cx.listener.metrics.early_data("forwarded");
+        Ok(authority) => match cx.listener.config.redirect_to_https {
+            Some(port) => {
+                let mut resp = redirect_to_https(&req, authority.as_ref(), port);
+                if body_unread {
+                    close_after(&mut resp);
                 }
-                return Box::pin(exchange(cx, outgoing, request_id, stream));
+                resp
             }
-            Err(e) => local_reply(&cx, e),
+            // RFC 8470: only a safe method may be acted on before the handshake
+            // proves the request is not a replay; the rest is told to retry.
+            None if early && !req.method().is_safe() => {
+                cx.listener.metrics.early_data("too_early");
+                local_reply(&cx, ProxyError::TooEarly, body_unread)
+            }
+            None => match Outgoing::prepare(&cx, mark_early(early, req), authority, body_unread) {
+                Ok(outgoing) => {
+                    if early {
+                        cx.listener.metrics.early_data("forwarded");
+                    }
+                    return Box::pin(exchange(cx, outgoing, request_id, stream));
+                }
+                Err(e) => local_reply(&cx, e, body_unread),
+            },
         },
     };
     let resp = finish(&cx, reply, request_id, stream);
@@ -116,9 +133,24 @@ fn finish(
     resp
 }
 
-fn local_reply(cx: &ConnContext, e: ProxyError) -> Response<ProxyBody> {
+/// A reply fulcrum makes itself. `close`: on HTTP/1.x, what follows the
+/// request is not known to be a request (an unread body, a refused
+/// message), so the connection closes after the reply.
+fn local_reply(cx: &ConnContext, e: ProxyError, close: bool) -> Response<ProxyBody> {
     tracing::debug!(error = %e, listener = %cx.listener.config.name, "local reply");
-    e.into_response()
+    let mut resp = e.into_response();
+    if close {
+        close_after(&mut resp);
+    }
+    resp
+}
+
+/// `Connection: close` on an HTTP/1.x reply: hyper writes this response,
+/// then closes the connection without parsing what follows as a request.
+/// Only ever for HTTP/1.x: HTTP/2 has no connection header fields.
+fn close_after(resp: &mut Response<ProxyBody>) {
+    resp.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 /// A routed request on its way to the chosen endpoint.
@@ -129,31 +161,32 @@ struct Outgoing {
     active: ActiveRequest,
     request: UpstreamRequest,
     set_cookie: Option<HeaderValue>,
+    /// An HTTP/1.x request body is still being read (see `local_reply`).
+    body_unread: bool,
 }
 
 enum UpstreamRequest {
     Http1(h1::Prepared),
     /// Boxed: the HTTP/2 client takes a whole `Request` (264 bytes), which
     /// would otherwise size every HTTP/1.1 exchange too.
-    Http2(Box<Request<Incoming>>),
+    Http2(Box<Request<RequestBody>>),
 }
 
 impl Outgoing {
     /// Route -> cluster -> balancer -> endpoint, and the request rewritten
     /// for it.
-    fn prepare(cx: &ConnContext, req: Request<Incoming>) -> Result<Self, ProxyError> {
+    fn prepare(
+        cx: &ConnContext,
+        req: Request<Incoming>,
+        authority: Authority,
+        body_unread: bool,
+    ) -> Result<Self, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        let host = parts.headers.get(HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
         let route = cx
             .listener
             .router
             .route(
-                host.as_ref().and_then(|h| h.to_str().ok()),
+                authority.as_ref().and_then(|h| h.to_str().ok()),
                 parts.uri.path(),
             )
             .ok_or(ProxyError::NoRoute)?;
@@ -176,10 +209,13 @@ impl Outgoing {
             return Err(e);
         };
         let endpoint = endpoint.clone();
-        rewrite_headers(&mut parts.headers, cx, host);
+        rewrite_headers(&mut parts.headers, cx, authority);
         let request = match client {
-            Upstream::Http1(_) => UpstreamRequest::Http1(h1::Prepared::new(parts, body)),
+            Upstream::Http1(_) => {
+                UpstreamRequest::Http1(h1::Prepared::new(parts, body, &cx.client_cert_header))
+            }
             Upstream::Http2(_) => {
+                let body = RequestBody::new(body, cx.client_cert_header.clone());
                 UpstreamRequest::Http2(Box::new(Request::from_parts(parts, body)))
             }
         };
@@ -189,6 +225,7 @@ impl Outgoing {
             endpoint,
             request,
             set_cookie: key.set_cookie,
+            body_unread,
         })
     }
 }
@@ -207,13 +244,14 @@ async fn exchange(
         active,
         request,
         set_cookie,
+        body_unread,
     } = outgoing;
     let (Some(cluster), Some(client)) =
         (cx.snapshot.clusters.get(cluster), cx.clients.get(cluster))
     else {
         return Ok(finish(
             &cx,
-            local_reply(&cx, ProxyError::NoRoute),
+            local_reply(&cx, ProxyError::NoRoute, body_unread),
             request_id,
             stream,
         ));
@@ -248,7 +286,12 @@ async fn exchange(
                 timeout_ms: timeout.as_millis(),
             });
             count_upstream_error(&cx, cluster, &e);
-            return Ok(finish(&cx, local_reply(&cx, e), request_id, stream));
+            return Ok(finish(
+                &cx,
+                local_reply(&cx, e, body_unread),
+                request_id,
+                stream,
+            ));
         }
     };
     active.record_status(resp.status().as_u16());
@@ -277,13 +320,12 @@ fn count_upstream_error(cx: &ConnContext, cluster: &Cluster, e: &ProxyError) {
 /// The answer of a `redirect_to_https` listener: the same host and path on
 /// https. 301 for GET and HEAD (what browsers and NGINX configs expect), 308
 /// for other methods so a POST stays a POST (RFC 9110 15.4.9).
-fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Response<ProxyBody> {
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
+fn redirect_to_https(
+    req: &Request<Incoming>,
+    authority: Option<&HeaderValue>,
+    port: u16,
+) -> Response<ProxyBody> {
+    let host = authority.and_then(|h| h.to_str().ok()).unwrap_or("");
     // Drop any port the client used for plain HTTP.
     let name = match host.rsplit_once(':') {
         Some((name, p)) if !name.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => name,
@@ -314,19 +356,22 @@ fn redirect_to_https(req: &Request<Incoming>, port: u16) -> Response<ProxyBody> 
 }
 
 /// Header hygiene for the upstream: hop-by-hop headers out, forwarding
-/// headers and the verified client certificate in, and `Host` kept (an HTTP/2 client sends `:authority` instead;
-/// the upstream still needs the original host).
-fn rewrite_headers(headers: &mut http::HeaderMap, cx: &ConnContext, host: Option<HeaderValue>) {
+/// headers and the verified client certificate in, and `Host` set to the
+/// request's one authority (an HTTP/2 client sends `:authority` instead; an
+/// absolute-form target's authority replaces the client's `Host`). With no
+/// authority at all, `Host` is sent empty, as RFC 9112 3.2 asks of a client.
+fn rewrite_headers(headers: &mut http::HeaderMap, cx: &ConnContext, authority: Authority) {
     headers::remove_hop_by_hop(headers);
-    headers::set_forwarded(headers, &cx.client_ip, cx.tls, host.as_ref());
+    headers::set_forwarded(headers, &cx.client_ip, cx.tls, authority.as_ref());
     // Only fulcrum vouches for a client certificate: never pass one a client wrote.
     headers.remove(&cx.client_cert_header);
     if let Some(cert) = &cx.client_cert {
         headers.insert(cx.client_cert_header.clone(), cert.clone());
     }
-    if let Some(host) = host {
-        headers.entry(HOST).or_insert(host);
-    }
+    headers.insert(
+        HOST,
+        authority.unwrap_or_else(|| HeaderValue::from_static("")),
+    );
 }
 
 /// Over HTTP/2 the request needs an absolute URI naming the endpoint (the
@@ -334,7 +379,7 @@ fn rewrite_headers(headers: &mut http::HeaderMap, cx: &ConnContext, host: Option
 async fn send_http2(
     client: &Http2Client,
     endpoint: &Endpoint,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<Incoming>, ProxyError> {
     let (mut parts, body) = req.into_parts();
     let path_and_query = parts

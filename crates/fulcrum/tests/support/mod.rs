@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod l4;
+pub mod raw;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -465,6 +466,43 @@ pub fn fresh_client() -> TestClient {
         .build(HttpConnector::new())
 }
 
+/// A client whose every connection goes to one address whatever the URI
+/// names, so a test can use any authority: `http://api.example.com/` is
+/// sent with that `Host` (HTTP/1.1) or `:authority` (HTTP/2). An HTTP/2
+/// request whose `host` header disagrees with its `:authority` is
+/// malformed (RFC 9113 8.3.1), so tests never set both.
+pub type PinnedClient = Client<Pinned, BoxBody>;
+
+#[derive(Clone, Debug)]
+pub struct Pinned(SocketAddr);
+
+impl tower_service::Service<http::Uri> for Pinned {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Self::Future {
+        let addr = self.0;
+        Box::pin(async move { Ok(TokioIo::new(tokio::net::TcpStream::connect(addr).await?)) })
+    }
+}
+
+/// HTTP/1.1 (`http2 = false`) or h2c to `addr`, for any authority.
+pub fn pinned_client(addr: SocketAddr, http2: bool) -> PinnedClient {
+    Client::builder(TokioExecutor::new())
+        .http2_only(http2)
+        .build(Pinned(addr))
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -481,7 +519,10 @@ pub async fn get(client: &TestClient, url: &str) -> Reply {
     send(client, Request::get(url).body(empty()).unwrap()).await
 }
 
-pub async fn send(client: &TestClient, req: Request<BoxBody>) -> Reply {
+pub async fn send<C>(client: &Client<C, BoxBody>, req: Request<BoxBody>) -> Reply
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let resp = client.request(req).await.expect("request failed");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("read body").to_bytes();

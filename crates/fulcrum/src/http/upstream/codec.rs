@@ -166,9 +166,10 @@ pub fn parse_response_head(
     {
         BodyFraming::None
     } else if let Some(chunked) = transfer_encoding_chunked(&headers) {
-        // A length next to Transfer-Encoding is ignored, and the connection
-        // is not reused (RFC 9112 6.3 item 3: a possible smuggling attempt).
-        if headers.contains_key(header::CONTENT_LENGTH) {
+        // A length next to Transfer-Encoding is ignored and removed before
+        // the response goes on, and the connection is not reused (RFC 9112
+        // 6.3 item 3: a possible smuggling attempt).
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
         if chunked {

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Response, Version};
+use http::{HeaderMap, HeaderName, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -32,6 +32,7 @@ use super::codec::{
 };
 use crate::cluster::transport::{ConnectError, Stream, Transport};
 use crate::cluster::{Cluster, Endpoint};
+use crate::http::headers::remove_forbidden_trailers;
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
 /// First read buffer for a response: a typical head and small body fit.
@@ -152,12 +153,18 @@ pub struct Prepared {
     head: Vec<u8>,
     body: Incoming,
     framing: RequestFraming,
+    /// Also dropped from request trailers (only set when there is a body).
+    client_cert_header: Option<HeaderName>,
 }
 
 impl Prepared {
     /// `parts` must already be rewritten for the upstream (hop-by-hop
     /// headers gone, `Host` and forwarding headers set).
-    pub fn new(parts: http::request::Parts, body: Incoming) -> Self {
+    pub fn new(
+        parts: http::request::Parts,
+        body: Incoming,
+        client_cert_header: &HeaderName,
+    ) -> Self {
         let framing = if body.is_end_stream() {
             RequestFraming::Empty
         } else {
@@ -174,6 +181,8 @@ impl Prepared {
             method: parts.method,
             head,
             body,
+            client_cert_header: (framing != RequestFraming::Empty)
+                .then(|| client_cert_header.clone()),
             framing,
         }
     }
@@ -191,6 +200,7 @@ pub async fn send(
         head,
         body,
         framing,
+        client_cert_header,
     } = req;
     if framing == RequestFraming::Empty {
         // A pooled connection may have been closed by the upstream a moment
@@ -232,7 +242,13 @@ pub async fn send(
     };
     let Conn { stream, _open } = conn;
     let (mut read, write) = tokio::io::split(stream);
-    let upload = Upload(tokio::spawn(upload(write, head, body, framing)));
+    let upload = Upload(tokio::spawn(upload(
+        write,
+        head,
+        body,
+        framing,
+        client_cert_header,
+    )));
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
     let response = read_head(&mut read, &mut buf, &method)
         .await
@@ -323,6 +339,7 @@ async fn upload(
     head: Vec<u8>,
     mut body: Incoming,
     framing: RequestFraming,
+    client_cert_header: Option<HeaderName>,
 ) -> io::Result<WriteHalf<Stream>> {
     write.write_all(&head).await?;
     write.flush().await?;
@@ -343,7 +360,8 @@ async fn upload(
                 write.flush().await?;
             }
             Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
+                if let Ok(mut t) = frame.into_trailers() {
+                    remove_forbidden_trailers(&mut t, client_cert_header.as_ref());
                     trailers = Some(t);
                 }
             }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Uri;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -24,12 +23,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::body::RequestBody;
 use crate::cluster::Cluster;
 use crate::cluster::transport::{ConnectError, Stream, Transport};
 use crate::config::UpstreamProtocol;
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
-pub type Http2Client = Client<CountingConnector, Incoming>;
+pub type Http2Client = Client<CountingConnector, RequestBody>;
 
 /// One cluster's upstream client on one worker.
 #[derive(Debug, Clone)]
