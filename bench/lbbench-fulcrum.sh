@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Wrapper that lets the shared reference tool (/work/shared/bench/lbbench.py) run
+# Wrapper that lets the shared reference tool (lbbench.py, a separate benchmark that is not part of this repository) run
 # fulcrum as its custom subject. lbbench fills in the placeholders:
 #
-#   python3 /work/shared/bench/lbbench.py l7 --quick \
+#   python3 lbbench.py l7 --quick \
 #     --proxy-cmd 'bench/lbbench-fulcrum.sh {port} {h2port} {backends} {workers} {mode} {rundir}' \
 #     --proxy-port 18090 --proxy-h2-port 18090 --proxy-name fulcrum
 #
