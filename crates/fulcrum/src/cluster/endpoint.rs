@@ -103,7 +103,7 @@ impl ActiveRequest {
         endpoint.metrics.active_requests.inc();
         Self {
             endpoint,
-            started: Instant::now(),
+            started: crate::clock::now(),
         }
     }
 
@@ -121,7 +121,8 @@ impl ActiveRequest {
             if status >= 500 || status == 429 {
                 ewma.observe_failure(now);
             } else {
-                let rtt = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let rtt = u64::try_from(crate::clock::elapsed(self.started).as_nanos())
+                    .unwrap_or(u64::MAX);
                 ewma.observe(now, rtt);
             }
         }
@@ -132,7 +133,8 @@ impl ActiveRequest {
         if let Some(ewma) = &self.endpoint.ewma {
             let now = crate::clock::now_ns();
             // A slow failure (timeout) is at least as slow as it took.
-            let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let elapsed =
+                u64::try_from(crate::clock::elapsed(self.started).as_nanos()).unwrap_or(u64::MAX);
             ewma.observe(now, elapsed);
             ewma.observe_failure(now);
         }
@@ -149,7 +151,7 @@ impl Drop for ActiveRequest {
         self.endpoint
             .metrics
             .duration
-            .observe(self.started.elapsed());
+            .observe(crate::clock::elapsed(self.started));
     }
 }
 

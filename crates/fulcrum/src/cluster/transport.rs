@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 use crate::config::ClusterConfig;
@@ -59,7 +58,7 @@ impl Transport {
 
     /// A connected (and, with TLS, handshaken) stream to `address`.
     pub async fn connect(&self, address: SocketAddr) -> Result<Stream, ConnectError> {
-        let deadline = Instant::now() + self.connect_timeout;
+        let deadline = crate::clock::deadline(self.connect_timeout);
         let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(address)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return Err(ConnectError::Tcp(e)),

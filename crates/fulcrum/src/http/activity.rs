@@ -24,7 +24,7 @@ impl Default for Activity {
 impl Activity {
     pub fn new() -> Self {
         Self {
-            born: Instant::now(),
+            born: crate::clock::now(),
             in_flight: AtomicUsize::new(0),
             last_end_ms: AtomicU64::new(0),
         }
@@ -42,7 +42,7 @@ impl Activity {
             return None;
         }
         let last = Duration::from_millis(self.last_end_ms.load(Ordering::Relaxed));
-        Some(self.born.elapsed().saturating_sub(last))
+        Some(crate::clock::elapsed(self.born).saturating_sub(last))
     }
 
     /// Resolves once the connection has been idle for `timeout`. Wakes about
@@ -65,7 +65,7 @@ pub struct StreamGuard(Arc<Activity>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
-        let now = self.0.born.elapsed().as_millis() as u64;
+        let now = crate::clock::elapsed(self.0.born).as_millis() as u64;
         self.0.last_end_ms.store(now, Ordering::Relaxed);
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }

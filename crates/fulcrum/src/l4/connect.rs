@@ -2,7 +2,6 @@
 //! failure try the next endpoint, up to the cluster's `connect_attempts`.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -43,7 +42,7 @@ pub async fn connect(
         let endpoint = endpoint.clone();
         // Counted from the pick, so least-request sees connects in progress.
         let flow = ActiveFlow::start(endpoint.clone());
-        let started = Instant::now();
+        let started = crate::clock::now();
         let result = tokio::time::timeout(
             cluster.config.connect_timeout,
             TcpStream::connect(endpoint.address),
@@ -51,7 +50,7 @@ pub async fn connect(
         .await;
         match result {
             Ok(Ok(stream)) => {
-                endpoint.record_connect(started.elapsed());
+                endpoint.record_connect(crate::clock::elapsed(started));
                 let _ = stream.set_nodelay(true);
                 metrics.opened.inc();
                 return Ok(Upstream {

@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use fulcrum_wire::proxy_protocol;
 use tokio::net::{TcpListener, TcpStream};
@@ -74,7 +73,7 @@ async fn flow(
     acceptor: &L4Acceptor,
     metrics: &ListenerFlowMetrics,
 ) {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let state = &acceptor.state;
     state.metrics.connections.inc();
     let _open = GaugeGuard::new(&state.metrics.active_connections);
@@ -103,7 +102,9 @@ async fn flow(
         [&endpoint_metrics.received_bytes, &metrics.sent_bytes],
     )
     .await;
-    metrics.flow_duration.observe(started.elapsed());
+    metrics
+        .flow_duration
+        .observe(crate::clock::elapsed(started));
     if outcome == Outcome::IdleTimeout {
         tracing::debug!(listener = %state.config.name, client = %addrs.source, "flow closed: idle timeout");
     }

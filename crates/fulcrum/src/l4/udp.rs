@@ -12,7 +12,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
@@ -198,7 +198,7 @@ struct Relay {
 
 impl Relay {
     async fn run(mut self) {
-        let started = Instant::now();
+        let started = crate::clock::now();
         let _open = GaugeGuard::new(&self.metrics.udp_active_sessions);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut quiet = self.idle_timeout;
@@ -241,7 +241,9 @@ impl Relay {
             table.remove(&self.client);
         }
         drop(table);
-        self.metrics.flow_duration.observe(started.elapsed());
+        self.metrics
+            .flow_duration
+            .observe(crate::clock::elapsed(started));
         tracing::debug!(client = %self.client, "UDP session closed: idle");
     }
 }

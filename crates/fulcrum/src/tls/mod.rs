@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -351,7 +351,7 @@ impl Terminator {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let started = Instant::now();
+        let started = crate::clock::now();
         let config = self.server_config.load_full();
         let accepted = if self.config.early_data {
             tokio::time::timeout(self.timeout, early::accept(config, io))
@@ -364,7 +364,9 @@ impl Terminator {
         };
         let reason = match accepted {
             Ok(Ok(stream)) => {
-                self.metrics.duration.observe(started.elapsed());
+                self.metrics
+                    .duration
+                    .observe(crate::clock::elapsed(started));
                 let (version, kind) = handshake_labels(stream.connection());
                 self.metrics.handshake(version, kind);
                 return Ok(stream);

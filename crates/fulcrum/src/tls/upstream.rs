@@ -249,7 +249,7 @@ impl Originator {
 
     fn warn(&self, address: SocketAddr, reason: &'static str, error: &io::Error) {
         use std::sync::atomic::Ordering;
-        let now = std::time::Instant::now();
+        let now = crate::clock::now();
         let due = {
             let mut last = self.last_warning.lock().unwrap_or_else(|p| p.into_inner());
             let due =

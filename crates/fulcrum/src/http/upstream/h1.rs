@@ -106,7 +106,9 @@ impl H1Pool {
         let slot = self.idle.get(endpoint)?;
         let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(mut entry) = idle.pop() {
-            if entry.since.elapsed() < self.idle_timeout && entry.conn.stream.still_open() {
+            if crate::clock::elapsed(entry.since) < self.idle_timeout
+                && entry.conn.stream.still_open()
+            {
                 return Some(entry.conn);
             }
         }
@@ -122,12 +124,12 @@ impl H1Pool {
         // a quiet endpoint does not hold sockets for ever.
         let expired = idle
             .iter()
-            .take_while(|e| e.since.elapsed() >= self.idle_timeout)
+            .take_while(|e| crate::clock::elapsed(e.since) >= self.idle_timeout)
             .count();
         idle.drain(..expired);
         idle.push(Idle {
             conn,
-            since: Instant::now(),
+            since: crate::clock::now(),
         });
     }
 
