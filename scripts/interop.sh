@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real-client interop: drives the fulcrum binary with curl (HTTP/1.1 and
-# HTTP/2 prior knowledge) and h2load. Everything runs on loopback; every
+# HTTP/2 prior knowledge), h2load and Python websockets. Everything runs on loopback; every
 # process started here is stopped by PID; every load run is bounded by count.
 set -euo pipefail
 BIN=${1:-target/release/fulcrum}
@@ -74,4 +74,12 @@ bash scripts/interop_l4.sh "$BIN"
 
 # 4. TLS termination with curl, openssl s_client and h2load.
 bash scripts/interop_tls.sh "$BIN"
+# 5. WebSockets with Python's websockets as client and origin (Debian's
+# python3-websockets; the first python3 on PATH may be another install).
+PY=""
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null && "$p" -c 'import websockets' 2>/dev/null; then PY=$p; break; fi
+done
+[ -n "$PY" ] || fail "no python3 with websockets (apt-get install python3-websockets)"
+"$PY" scripts/interop_websocket.py "$BIN" || fail "websocket interop"
 echo "interop: all passed"

@@ -29,6 +29,26 @@ pub const DOWNSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `tcp_proxy` idle_timeout); long-lived protocols (databases, Redis pub/sub)
 /// idle for minutes, so the HTTP minute would cut them.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A WebSocket with no byte either way is closed after this (HAProxy's
+/// `timeout tunnel` is typically set to an hour for WebSockets); chat and
+/// notification sockets sit quiet for minutes between messages, so the
+/// HTTP keep-alive minute would cut them.
+pub const TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// A client must send the next piece of a request body within this, or get
+/// 408 and a closed connection (NGINX's `client_body_timeout`, same
+/// default); a body may take longer in total as long as it keeps moving.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest request head (HTTP/1.1) or decoded header list (HTTP/2), bytes.
+/// Envoy allows 60 KiB, NGINX 32 KiB (4 x 8 KiB buffers), HAProxy about
+/// 15 KiB; 64 KiB fits large cookies and bearer tokens, and bounds what a
+/// client can make fulcrum buffer before a request is routed.
+pub const MAX_REQUEST_HEADER_SIZE: u32 = 64 * 1024;
+/// Most header fields in one request: Envoy's and hyper's 100 (HAProxy 101).
+pub const MAX_REQUEST_HEADERS: u32 = 100;
+/// Open streams per HTTP/2 connection: HAProxy's 100 (NGINX 128, the
+/// RFC's suggested minimum 100). Each open stream can hold a request in
+/// flight, so this bounds one client's share of a worker.
+pub const HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// A UDP session with no datagram either way is forgotten after this (Envoy's
 /// `udp_proxy` default); DNS needs a second, but NAT-like protocols need more.
 pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);

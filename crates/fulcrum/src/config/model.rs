@@ -44,6 +44,12 @@ pub struct ListenerConfig {
     /// udp: no datagram either way on a session.
     #[serde(serialize_with = "human_duration")]
     pub idle_timeout: Duration,
+    /// http: an upgraded connection (WebSocket) with no byte either way for
+    /// this long is closed (HAProxy's `timeout tunnel`).
+    #[serde(serialize_with = "human_duration")]
+    pub tunnel_idle_timeout: Duration,
+    /// http: resource bounds on what one client may make fulcrum hold.
+    pub limits: HttpLimits,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
     /// tcp/udp: the target cluster; tls_passthrough: the default cluster.
@@ -69,6 +75,35 @@ pub struct ListenerConfig {
     /// http without tls: redirect every request to https on this port.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect_to_https: Option<u16>,
+}
+
+/// What one HTTP client may make fulcrum hold; defaults and their reasons
+/// are in `config::defaults`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HttpLimits {
+    /// Time allowed between two reads of a request body (the whole body
+    /// may take longer, as long as it keeps moving).
+    #[serde(serialize_with = "human_duration")]
+    pub request_body_timeout: Duration,
+    /// Largest request head (HTTP/1.1: request line and fields) or decoded
+    /// header list (HTTP/2, RFC 9113 6.5.2), in bytes.
+    pub max_request_header_size: u32,
+    /// Most header fields in one request.
+    pub max_request_headers: u32,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        use super::defaults;
+        Self {
+            request_body_timeout: defaults::REQUEST_BODY_TIMEOUT,
+            max_request_header_size: defaults::MAX_REQUEST_HEADER_SIZE,
+            max_request_headers: defaults::MAX_REQUEST_HEADERS,
+            http2_max_concurrent_streams: defaults::HTTP2_MAX_CONCURRENT_STREAMS,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

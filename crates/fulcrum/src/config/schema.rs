@@ -38,6 +38,16 @@ pub struct ListenerSection {
     pub protocol: Option<Spanned<String>>,
     pub request_header_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    /// http: a WebSocket with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Option<Spanned<String>>,
+    /// http: a client that sends no request body byte for this long gets 408.
+    pub request_body_timeout: Option<Spanned<String>>,
+    /// http: largest request head (HTTP/1.1) or decoded header list (HTTP/2), bytes.
+    pub max_request_header_size: Option<Spanned<i64>>,
+    /// http: most header fields in one request.
+    pub max_request_headers: Option<Spanned<i64>>,
+    /// http: streams one HTTP/2 client may have open at once.
+    pub http2_max_concurrent_streams: Option<Spanned<i64>>,
     /// tcp and udp: the cluster every flow goes to; tls_passthrough: the
     /// cluster for a ClientHello no route matches.
     pub cluster: Option<Spanned<String>>,

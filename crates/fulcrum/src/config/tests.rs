@@ -369,3 +369,50 @@ fn a_tcp_and_a_udp_listener_may_share_an_address_but_two_tcp_may_not() {
         "127.0.0.1:5432 is already used by listeners[0]"
     );
 }
+
+#[test]
+fn http_limits_have_defaults_ranges_and_belong_to_http_listeners() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.limits, HttpLimits::default());
+    assert_eq!(l.tunnel_idle_timeout, defaults::TUNNEL_IDLE_TIMEOUT);
+    let c = parse(
+        "t.toml",
+        &GOOD.replace(
+            "address = \"127.0.0.1:8080\"",
+            "address = \"127.0.0.1:8080\"\nmax_request_header_size = 16384\nmax_request_headers = 50\nhttp2_max_concurrent_streams = 10\nrequest_body_timeout = \"5s\"\ntunnel_idle_timeout = \"10m\"",
+        ),
+    )
+    .unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.limits.max_request_header_size, 16384);
+    assert_eq!(l.limits.max_request_headers, 50);
+    assert_eq!(l.limits.http2_max_concurrent_streams, 10);
+    assert_eq!(
+        l.limits.request_body_timeout,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(l.tunnel_idle_timeout, std::time::Duration::from_secs(600));
+
+    let ds = errors(&GOOD.replace(
+        "address = \"127.0.0.1:8080\"",
+        "address = \"127.0.0.1:8080\"\nmax_request_header_size = 4096\nhttp2_max_concurrent_streams = 0",
+    ));
+    let d = find(&ds, "listeners[0].max_request_header_size");
+    assert_eq!(d.message, "4096 is out of range");
+    assert_eq!(
+        d.help.as_deref(),
+        Some("use a whole number from 8192 to 1048576 (default 65536)")
+    );
+    find(&ds, "listeners[0].http2_max_concurrent_streams");
+
+    let ds = errors(&L4.replace(
+        "protocol = \"tcp\"",
+        "protocol = \"tcp\"\nmax_request_headers = 10\ntunnel_idle_timeout = \"1h\"",
+    ));
+    assert_eq!(
+        find(&ds, "listeners[0].max_request_headers").message,
+        "`max_request_headers` does not apply to a tcp listener"
+    );
+    find(&ds, "listeners[0].tunnel_idle_timeout");
+}

@@ -260,6 +260,13 @@ fn listener(
         &format!("{at}.idle_timeout"),
         idle_default,
     );
+    let tunnel_idle_timeout = duration(
+        c,
+        &s.tunnel_idle_timeout,
+        &format!("{at}.tunnel_idle_timeout"),
+        defaults::TUNNEL_IDLE_TIMEOUT,
+    );
+    let limits = http_limits(c, s, &at);
     let inspect_timeout = duration(
         c,
         &s.inspect_timeout,
@@ -286,6 +293,40 @@ fn listener(
             );
         };
     let redirect = s.redirect_to_https.as_ref().is_some_and(|r| *r.get_ref());
+    if protocol != ListenerProtocol::Http {
+        let http_only = [
+            (
+                "tunnel_idle_timeout",
+                s.tunnel_idle_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "request_body_timeout",
+                s.request_body_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "max_request_header_size",
+                s.max_request_header_size.as_ref().map(Spanned::span),
+            ),
+            (
+                "max_request_headers",
+                s.max_request_headers.as_ref().map(Spanned::span),
+            ),
+            (
+                "http2_max_concurrent_streams",
+                s.http2_max_concurrent_streams.as_ref().map(Spanned::span),
+            ),
+        ];
+        for (field, span) in http_only {
+            if let Some(span) = span {
+                misplaced(
+                    c,
+                    span,
+                    field,
+                    "it bounds HTTP requests; an L4 flow's inactivity limit is the listener's `idle_timeout`",
+                );
+            }
+        }
+    }
     match protocol {
         ListenerProtocol::Http => {
             if s.routes.is_empty() && !redirect {
@@ -527,6 +568,8 @@ fn listener(
         protocol,
         request_header_timeout: header_timeout?,
         idle_timeout: idle_timeout?,
+        tunnel_idle_timeout: tunnel_idle_timeout?,
+        limits: limits?,
         routes: routes.into_iter().collect::<Option<_>>()?,
         cluster,
         hash_key: hash_key?,
@@ -551,19 +594,88 @@ fn protocol_name(p: ListenerProtocol) -> &'static str {
 }
 
 /// An optional positive limit (connections, sessions, attempts): `Some(None)` when unset.
+/// The HTTP resource bounds of a listener, each with its default.
+fn http_limits(c: &mut Collector<'_>, s: &ListenerSection, at: &str) -> Option<HttpLimits> {
+    let d = HttpLimits::default();
+    let body = duration(
+        c,
+        &s.request_body_timeout,
+        &format!("{at}.request_body_timeout"),
+        d.request_body_timeout,
+    );
+    // hyper's HTTP/1.1 reader needs at least 8 KiB; 1 MiB is far past
+    // any real header section.
+    let size = bounded(
+        c,
+        &s.max_request_header_size,
+        &format!("{at}.max_request_header_size"),
+        8192..=1024 * 1024,
+        d.max_request_header_size,
+    );
+    let headers = bounded(
+        c,
+        &s.max_request_headers,
+        &format!("{at}.max_request_headers"),
+        1..=10_000,
+        d.max_request_headers,
+    );
+    let streams = bounded(
+        c,
+        &s.http2_max_concurrent_streams,
+        &format!("{at}.http2_max_concurrent_streams"),
+        1..=10_000,
+        d.http2_max_concurrent_streams,
+    );
+    Some(HttpLimits {
+        request_body_timeout: body?,
+        max_request_header_size: size?,
+        max_request_headers: headers?,
+        http2_max_concurrent_streams: streams?,
+    })
+}
+
+/// A whole number in `range`, or `default` when the field is left out.
+fn bounded(
+    c: &mut Collector<'_>,
+    v: &Option<Spanned<i64>>,
+    at: &str,
+    range: std::ops::RangeInclusive<u32>,
+    default: u32,
+) -> Option<u32> {
+    let Some(v) = v else { return Some(default) };
+    let help = format!(
+        "use a whole number from {} to {} (default {default})",
+        range.start(),
+        range.end()
+    );
+    whole_number(c, v, at, range, help)
+}
+
+/// An optional limit: a whole number from 1, or none when left out.
 fn count(c: &mut Collector<'_>, v: &Option<Spanned<i64>>, at: &str) -> Option<Option<u32>> {
     let Some(v) = v else { return Some(None) };
+    let help = format!(
+        "use a whole number from 1 to {}, or leave it out for no limit",
+        u32::MAX
+    );
+    whole_number(c, v, at, 1..=u32::MAX, help).map(Some)
+}
+
+fn whole_number(
+    c: &mut Collector<'_>,
+    v: &Spanned<i64>,
+    at: &str,
+    range: std::ops::RangeInclusive<u32>,
+    help: String,
+) -> Option<u32> {
     match u32::try_from(*v.get_ref()) {
-        Ok(n) if n > 0 => Some(Some(n)),
+        Ok(n) if range.contains(&n) => Some(n),
         _ => {
             c.error(
                 v.span(),
                 at,
                 format!("{} is out of range", v.get_ref()),
-                Some(format!(
-                    "use a whole number from 1 to {}, or leave it out for no limit",
-                    u32::MAX
-                )),
+                Some(help),
             );
             None
         }

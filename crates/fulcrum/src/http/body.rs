@@ -2,8 +2,10 @@
 //! streamed frame by frame (never buffered whole; hyper applies backpressure),
 //! or a small local reply.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -140,17 +142,89 @@ fn filter_trailers(mut frame: Frame<Bytes>) -> Frame<Bytes> {
     frame
 }
 
+/// A client's request body as either upstream client reads it: the frames
+/// as they come, and an error when none arrives for `timeout` (the
+/// listener's `request_body_timeout`; a trickling client is cut off, a slow
+/// but moving one is not). The timer is armed only while the body is
+/// waiting, so a body that arrives at once never touches it.
+#[derive(Debug)]
+pub struct ClientBody {
+    inner: Incoming,
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+}
+
+/// Why a client's request body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    #[error("no request body byte for {} ms (request_body_timeout)", .0.as_millis())]
+    Timeout(Duration),
+    #[error("client body: {0}")]
+    Client(#[from] hyper::Error),
+}
+
+impl ClientBody {
+    pub fn new(inner: Incoming, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            timer: None,
+            armed: false,
+        }
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.armed = false;
+            return Poll::Ready(frame.map(|f| f.map_err(ClientBodyError::Client)));
+        }
+        if !this.armed {
+            let deadline = crate::clock::deadline(this.timeout);
+            match &mut this.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            this.armed = true;
+        }
+        let Some(timer) = this.timer.as_mut() else {
+            return Poll::Pending;
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(ClientBodyError::Timeout(this.timeout)))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// A client's request body on its way to an HTTP/2 endpoint: the frames as
 /// they come, with the trailer section filtered as in both other directions.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: Incoming,
+    inner: ClientBody,
     /// The listener's client certificate header, never taken from a client.
     client_cert_header: HeaderName,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, client_cert_header: HeaderName) -> Self {
+    pub fn new(inner: ClientBody, client_cert_header: HeaderName) -> Self {
         Self {
             inner,
             client_cert_header,
@@ -160,12 +234,12 @@ impl RequestBody {
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = ClientBodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
         let polled = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
         Poll::Ready(polled.map(|frame| {

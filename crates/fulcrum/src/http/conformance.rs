@@ -24,9 +24,10 @@ pub type Authority = Option<HeaderValue>;
 
 /// Checks `req` and returns its authority, or the error that refuses it.
 pub fn check<B>(req: &Request<B>) -> Result<Authority, ProxyError> {
-    if req.method() == Method::CONNECT {
+    if req.method() == Method::CONNECT && !super::websocket::is_extended_connect(req) {
         // fulcrum is not a forward proxy: a tunnel would carry bytes that
-        // no route, header rule or limit ever sees.
+        // no route, header rule or limit ever sees. An HTTP/2 extended
+        // CONNECT for a WebSocket (RFC 8441) is routed like any request.
         return Err(ProxyError::ConnectNotSupported);
     }
     check_target(req.method(), req.uri())?;

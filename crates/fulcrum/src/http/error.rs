@@ -34,6 +34,16 @@ pub enum ProxyError {
     Malformed(&'static str),
     #[error("CONNECT is not supported: fulcrum is a reverse proxy, not a tunnel")]
     ConnectNotSupported,
+    #[error(
+        "cluster {cluster} speaks HTTP/2 to its endpoints; WebSockets are proxied to HTTP/1.1 clusters only"
+    )]
+    WebSocketNotSupported { cluster: String },
+    #[error("the request has more than {limit} header fields")]
+    TooManyHeaderFields { limit: u32 },
+    #[error("no request body byte arrived for {timeout_ms} ms (request_body_timeout)")]
+    RequestBodyTimeout { timeout_ms: u128 },
+    #[error("the request body could not be read: {0}")]
+    ClientBody(String),
     #[error("transfer codings other than chunked are not supported")]
     UnsupportedTransferCoding,
     #[error(
@@ -64,6 +74,17 @@ impl ProxyError {
             ProxyError::ConnectNotSupported => {
                 (StatusCode::NOT_IMPLEMENTED, "connect_not_supported")
             }
+            ProxyError::WebSocketNotSupported { .. } => {
+                (StatusCode::NOT_IMPLEMENTED, "websocket_not_supported")
+            }
+            ProxyError::TooManyHeaderFields { .. } => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_fields_too_large",
+            ),
+            ProxyError::RequestBodyTimeout { .. } => {
+                (StatusCode::REQUEST_TIMEOUT, "request_body_timeout")
+            }
+            ProxyError::ClientBody(_) => (StatusCode::BAD_REQUEST, "client_body_error"),
             ProxyError::UnsupportedTransferCoding => {
                 (StatusCode::NOT_IMPLEMENTED, "unsupported_transfer_coding")
             }
@@ -81,6 +102,17 @@ impl ProxyError {
             ProxyError::Malformed(_)
                 | ProxyError::ConnectNotSupported
                 | ProxyError::UnsupportedTransferCoding
+                | ProxyError::RequestBodyTimeout { .. }
+                | ProxyError::ClientBody(_)
+        )
+    }
+
+    /// The client, not the endpoint, caused the failure: the endpoint's
+    /// failure statistics and the upstream error count leave it out.
+    pub fn blames_client(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::RequestBodyTimeout { .. } | ProxyError::ClientBody(_)
         )
     }
 

@@ -1,7 +1,7 @@
 //! The L7 data path: downstream connections (`server`), the per-request proxy
 //! logic (`proxy`), header hygiene (`headers`), local error replies (`error`),
 //! upstream pools (`upstream`) and the response body that carries accounting
-//! (`body`).
+//! (`body`), and WebSockets (`websocket`).
 
 pub mod activity;
 pub mod body;
@@ -12,3 +12,4 @@ pub mod proxy;
 pub mod server;
 pub mod streams;
 pub mod upstream;
+pub mod websocket;

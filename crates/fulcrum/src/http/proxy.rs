@@ -14,12 +14,14 @@ use http::{HeaderValue, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::activity::{Activity, StreamGuard};
-use super::body::{ProxyBody, RequestBody, UpstreamBody};
+use super::body::{ClientBody, ClientBodyError, ProxyBody, RequestBody, UpstreamBody};
 use super::conformance::{self, Authority};
 use super::error::ProxyError;
 use super::headers;
+use super::streams::StreamExecutor;
 use super::upstream::h1::{self, UpstreamError};
 use super::upstream::{Http2Client, Upstream};
+use super::websocket::{self, Opening};
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::route::hash_policy::RequestKey;
@@ -49,6 +51,8 @@ pub struct ConnContext {
     /// the handshake is incomplete may be replays (RFC 8470).
     pub early_data: Option<Arc<HandshakeState>>,
     pub activity: Arc<Activity>,
+    /// The connection's executor, where WebSocket tunnels run.
+    pub streams: StreamExecutor,
 }
 
 /// What hyper awaits for one request.
@@ -64,13 +68,15 @@ pub type ResponseFuture =
 /// docs/architecture.md).
 pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFuture {
     let stream = cx.activity.start();
+    // Before fulcrum adds a field of its own.
+    let bounded = within_limits(&cx, &req);
     let request_id = headers::ensure_request_id(req.headers_mut());
     let early = cx.early_data.as_ref().is_some_and(|h| h.incomplete());
     // HTTP/1.x: a local reply sent before the request body was read leaves
     // the connection's next bytes unknown, so that connection closes.
     let h1 = req.version() <= Version::HTTP_11;
     let body_unread = h1 && !http_body::Body::is_end_stream(req.body());
-    let reply = match conformance::check(&req) {
+    let reply = match bounded.and_then(|()| conformance::check(&req)) {
         Err(e) => {
             let close = h1 && e.closes_connection();
             local_reply(&cx, e, body_unread || close)
@@ -102,6 +108,16 @@ pub fn handle(cx: Arc<ConnContext>, mut req: Request<Incoming>) -> ResponseFutur
     };
     let resp = finish(&cx, reply, request_id, stream);
     Box::pin(std::future::ready(Ok(resp)))
+}
+
+/// Bounds hyper does not apply on every protocol: the field count on
+/// HTTP/2 (hyper's HTTP/1.1 reader answers 431 itself).
+fn within_limits(cx: &ConnContext, req: &Request<Incoming>) -> Result<(), ProxyError> {
+    let limit = cx.listener.config.limits.max_request_headers;
+    if req.headers().len() > limit as usize {
+        return Err(ProxyError::TooManyHeaderFields { limit });
+    }
+    Ok(())
 }
 
 /// A request forwarded before the client's handshake completed carries
@@ -138,6 +154,7 @@ fn finish(
 /// message), so the connection closes after the reply.
 fn local_reply(cx: &ConnContext, e: ProxyError, close: bool) -> Response<ProxyBody> {
     tracing::debug!(error = %e, listener = %cx.listener.config.name, "local reply");
+    cx.listener.metrics.local_reply(e.classify().1);
     let mut resp = e.into_response();
     if close {
         close_after(&mut resp);
@@ -170,6 +187,8 @@ enum UpstreamRequest {
     /// Boxed: the HTTP/2 client takes a whole `Request` (264 bytes), which
     /// would otherwise size every HTTP/1.1 exchange too.
     Http2(Box<Request<RequestBody>>),
+    /// A WebSocket opening handshake (always to an HTTP/1.1 cluster).
+    WebSocket(Box<(h1::Prepared, Opening)>),
 }
 
 impl Outgoing {
@@ -181,6 +200,7 @@ impl Outgoing {
         authority: Authority,
         body_unread: bool,
     ) -> Result<Self, ProxyError> {
+        let handshake = websocket::requested(&req);
         let (mut parts, body) = req.into_parts();
         let route = cx
             .listener
@@ -210,11 +230,21 @@ impl Outgoing {
         };
         let endpoint = endpoint.clone();
         rewrite_headers(&mut parts.headers, cx, authority);
-        let request = match client {
-            Upstream::Http1(_) => {
+        let body = ClientBody::new(body, cx.listener.config.limits.request_body_timeout);
+        let request = match (client, handshake) {
+            (Upstream::Http1(_), Some(handshake)) => {
+                let opening = Opening::prepare(&mut parts, handshake)?;
+                UpstreamRequest::WebSocket(Box::new((h1::Prepared::upgrade(parts, body), opening)))
+            }
+            (Upstream::Http2(_), Some(_)) => {
+                return Err(ProxyError::WebSocketNotSupported {
+                    cluster: cluster.name().to_string(),
+                });
+            }
+            (Upstream::Http1(_), None) => {
                 UpstreamRequest::Http1(h1::Prepared::new(parts, body, &cx.client_cert_header))
             }
-            Upstream::Http2(_) => {
+            (Upstream::Http2(_), None) => {
                 let body = RequestBody::new(body, cx.client_cert_header.clone());
                 UpstreamRequest::Http2(Box::new(Request::from_parts(parts, body)))
             }
@@ -274,18 +304,48 @@ async fn exchange(
                 Err(_) => Err(None),
             }
         }
+        (Upstream::Http1(pool), UpstreamRequest::WebSocket(ws)) => {
+            let (prepared, opening) = *ws;
+            match tokio::time::timeout(timeout, h1::upgrade(pool, &endpoint, prepared)).await {
+                Ok(Ok(h1::Upgrade::Refused(r))) => Ok(r.map(UpstreamBody::Http1)),
+                Ok(Ok(h1::Upgrade::Switched {
+                    head,
+                    stream: upstream,
+                    read_ahead,
+                    open,
+                })) => {
+                    active.record_status(http::StatusCode::SWITCHING_PROTOCOLS.as_u16());
+                    let switched = websocket::Switched {
+                        stream: upstream,
+                        read_ahead,
+                        open,
+                        endpoint: endpoint.label.clone(),
+                        idle_timeout: cx.listener.config.tunnel_idle_timeout,
+                        metrics: cx.listener.metrics.websocket.clone(),
+                    };
+                    match opening.switched(head, switched, &cx.streams) {
+                        Ok(resp) => return Ok(finish(&cx, resp, request_id, stream)),
+                        Err(e) => Err(Some(e)),
+                    }
+                }
+                Ok(Err(e)) => Err(Some(h1_failure(&endpoint, e))),
+                Err(_) => Err(None),
+            }
+        }
         // The pools are built from the same snapshot as the clusters.
         _ => Err(Some(ProxyError::NoRoute)),
     };
     let resp = match sent {
         Ok(resp) => resp,
         Err(e) => {
-            active.record_failure();
             let e = e.unwrap_or_else(|| ProxyError::UpstreamTimeout {
                 endpoint: endpoint.label.clone(),
                 timeout_ms: timeout.as_millis(),
             });
-            count_upstream_error(&cx, cluster, &e);
+            if !e.blames_client() {
+                active.record_failure();
+                count_upstream_error(&cx, cluster, &e);
+            }
             return Ok(finish(
                 &cx,
                 local_reply(&cx, e, body_unread),
@@ -425,11 +485,29 @@ fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
             endpoint,
             detail: e.to_string(),
         },
+        UpstreamError::ClientBody(e) => client_body_failure(&e),
+    }
+}
+
+fn client_body_failure(e: &ClientBodyError) -> ProxyError {
+    match e {
+        ClientBodyError::Timeout(t) => ProxyError::RequestBodyTimeout {
+            timeout_ms: t.as_millis(),
+        },
+        ClientBodyError::Client(e) => ProxyError::ClientBody(e.to_string()),
     }
 }
 
 fn upstream_failure(endpoint: &Endpoint, e: &hyper_util::client::legacy::Error) -> ProxyError {
     let detail = error_chain(e);
+    // hyper's client fails the request when the body it was sending did.
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(body) = s.downcast_ref::<ClientBodyError>() {
+            return client_body_failure(body);
+        }
+        source = s.source();
+    }
     let tls = {
         let mut source = std::error::Error::source(e);
         let mut tls = false;

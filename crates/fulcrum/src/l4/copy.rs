@@ -11,13 +11,14 @@
 //! buffered copy is the fallback (other systems, or no descriptors left for
 //! pipes).
 
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Counters one direction adds its bytes to (the listener's and the endpoint's).
@@ -59,23 +60,96 @@ pub async fn bidirectional(
             one_way(upstream, client, to_client, &last_activity, &down_bytes),
         )
     };
-    let outcome = tokio::select! {
+    let outcome = until_done(both, &last_activity, idle_timeout, || {
+        reset(client);
+        reset(upstream);
+    })
+    .await;
+    (outcome, Transferred::from(&up_bytes, &down_bytes))
+}
+
+/// Runs both directions of a flow until both end, one fails (then
+/// `on_error` runs), or nothing moves for `idle_timeout`.
+async fn until_done<F: Future<Output = io::Result<((), ())>>>(
+    both: F,
+    last_activity: &AtomicU64,
+    idle_timeout: Duration,
+    on_error: impl FnOnce(),
+) -> Outcome {
+    tokio::select! {
         result = both => match result {
             Ok(_) => Outcome::Closed,
             Err(e) => {
-                tracing::debug!(error = %e, "flow ended with an error; resetting both sides");
-                reset(client);
-                reset(upstream);
+                tracing::debug!(error = %e, "flow ended with an error; closing both sides");
+                on_error();
                 Outcome::Error
             }
         },
-        () = super::idle(&last_activity, idle_timeout) => Outcome::IdleTimeout,
+        () = super::idle(last_activity, idle_timeout) => Outcome::IdleTimeout,
+    }
+}
+
+impl Transferred {
+    fn from(to_upstream: &AtomicU64, to_client: &AtomicU64) -> Self {
+        Self {
+            to_upstream: to_upstream.load(Ordering::Relaxed),
+            to_client: to_client.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Per direction of a [`tunnel`]: WebSocket messages are small, and TLS
+/// records carry at most 16 KiB, so a bigger buffer would mostly sit empty.
+const TUNNEL_BUFFER: usize = 16 * 1024;
+
+/// Copies between two byte streams of any kind (an upgraded HTTP
+/// connection, TLS on either side) by the rules of [`bidirectional`]: each
+/// direction half-closes the other side at EOF, an error ends both, and no
+/// byte either way for `idle_timeout` ends the tunnel. Buffered, because
+/// splice needs plain sockets on both ends.
+pub async fn tunnel<A, B>(client: A, upstream: B, idle_timeout: Duration) -> (Outcome, Transferred)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let last_activity = AtomicU64::new(crate::clock::now_ns());
+    let up_bytes = AtomicU64::new(0);
+    let down_bytes = AtomicU64::new(0);
+    let (client_read, client_write) = tokio::io::split(client);
+    let (upstream_read, upstream_write) = tokio::io::split(upstream);
+    let both = async {
+        tokio::try_join!(
+            stream_one_way(client_read, upstream_write, &last_activity, &up_bytes),
+            stream_one_way(upstream_read, client_write, &last_activity, &down_bytes),
+        )
     };
-    let moved = Transferred {
-        to_upstream: up_bytes.load(Ordering::Relaxed),
-        to_client: down_bytes.load(Ordering::Relaxed),
-    };
-    (outcome, moved)
+    // On an error both streams close when this returns and drops them.
+    let outcome = until_done(both, &last_activity, idle_timeout, || {}).await;
+    (outcome, Transferred::from(&up_bytes, &down_bytes))
+}
+
+async fn stream_one_way<R, W>(
+    mut src: R,
+    mut dst: W,
+    last_activity: &AtomicU64,
+    total: &AtomicU64,
+) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; TUNNEL_BUFFER];
+    loop {
+        let n = src.read(&mut buf).await?;
+        if n == 0 {
+            // Half-close; the peer may already be gone, which is no error.
+            let _ = dst.shutdown().await;
+            return Ok(());
+        }
+        dst.write_all(buf.get(..n).unwrap_or_default()).await?;
+        dst.flush().await?;
+        count(n, [], last_activity, total);
+    }
 }
 
 /// Writes all of `buf` to `stream` (bytes read ahead of the flow: the
@@ -104,7 +178,12 @@ fn half_close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(Shutdown::Write);
 }
 
-fn count(n: usize, counters: ByteCounters<'_>, last_activity: &AtomicU64, total: &AtomicU64) {
+fn count<const N: usize>(
+    n: usize,
+    counters: [&Counter; N],
+    last_activity: &AtomicU64,
+    total: &AtomicU64,
+) {
     let n = n as u64;
     for c in counters {
         c.inc_by(n);

@@ -125,6 +125,11 @@ pub struct Metrics {
     pub udp_sessions: Family<ListenerLabels, Counter>,
     pub udp_active_sessions: Family<ListenerLabels, Gauge>,
     pub udp_dropped_datagrams: Family<ListenerReasonLabels, Counter>,
+    pub local_replies: Family<ListenerReasonLabels, Counter>,
+    // Upgraded HTTP connections (WebSocket).
+    pub websocket_upgrades: Family<ListenerLabels, Counter>,
+    pub websocket_active: Family<ListenerLabels, Gauge>,
+    pub websocket_duration: Family<ListenerLabels, LatencyHistogram, fn() -> LatencyHistogram>,
     pub upstream_flows: Family<EndpointLabels, Counter>,
     pub upstream_active_flows: Family<EndpointLabels, Gauge>,
     pub upstream_connect_failures: Family<EndpointLabels, Counter>,
@@ -172,6 +177,10 @@ impl Metrics {
             udp_sessions: Family::default(),
             udp_active_sessions: Family::default(),
             udp_dropped_datagrams: Family::default(),
+            local_replies: Family::default(),
+            websocket_upgrades: Family::default(),
+            websocket_active: Family::default(),
+            websocket_duration: Family::new_with_constructor(LatencyHistogram::flows),
             upstream_flows: Family::default(),
             upstream_active_flows: Family::default(),
             upstream_connect_failures: Family::default(),
@@ -283,6 +292,26 @@ impl Metrics {
             "udp_dropped_datagrams",
             "UDP datagrams dropped, by reason (max_sessions, no_healthy_upstream, upstream_error)",
             m.udp_dropped_datagrams.clone(),
+        );
+        registry.register(
+            "local_replies",
+            "Responses fulcrum made itself instead of an origin, by reason (the x-fulcrum-reason value: no_route, malformed_request, request_body_timeout, upstream_timeout, ...)",
+            m.local_replies.clone(),
+        );
+        registry.register(
+            "websocket_upgrades",
+            "WebSocket connections upgraded (the origin's 101 relayed, or 200 to an HTTP/2 extended CONNECT)",
+            m.websocket_upgrades.clone(),
+        );
+        registry.register(
+            "websocket_active",
+            "WebSocket connections open now",
+            m.websocket_active.clone(),
+        );
+        registry.register(
+            "websocket_duration_seconds",
+            "Lifetime of WebSocket connections from the upgrade to close",
+            m.websocket_duration.clone(),
         );
         registry.register(
             "upstream_flows",
@@ -435,7 +464,17 @@ pub struct ListenerMetrics {
     listener: String,
     refused: Family<ListenerReasonLabels, Counter>,
     early_data: Family<ListenerOutcomeLabels, Counter>,
+    local_replies: Family<ListenerReasonLabels, Counter>,
     pub flows: Option<ListenerFlowMetrics>,
+    pub websocket: WebSocketMetrics,
+}
+
+/// Per-listener WebSocket handles.
+#[derive(Clone, Debug)]
+pub struct WebSocketMetrics {
+    pub upgrades: Counter,
+    pub active: Gauge,
+    pub duration: LatencyHistogram,
 }
 
 /// Per-listener L4 handles.
@@ -463,6 +502,16 @@ impl ListenerMetrics {
 }
 
 impl ListenerMetrics {
+    /// A response fulcrum made itself (an error path: the label lookup is fine here).
+    pub fn local_reply(&self, reason: &'static str) {
+        self.local_replies
+            .get_or_create(&ListenerReasonLabels {
+                listener: self.listener.clone(),
+                reason,
+            })
+            .inc();
+    }
+
     /// A request that came as TLS early data: "forwarded" or "too_early".
     pub fn early_data(&self, outcome: &'static str) {
         self.early_data
@@ -508,6 +557,12 @@ impl ListenerMetrics {
             listener: listener.to_string(),
             refused: m.downstream_refused.clone(),
             early_data: m.early_data_requests.clone(),
+            local_replies: m.local_replies.clone(),
+            websocket: WebSocketMetrics {
+                upgrades: m.websocket_upgrades.get_or_create(&labels).clone(),
+                active: m.websocket_active.get_or_create(&labels).clone(),
+                duration: m.websocket_duration.get_or_create(&labels).clone(),
+            },
             flows: l4.then(|| ListenerFlowMetrics {
                 listener: listener.to_string(),
                 dropped: m.udp_dropped_datagrams.clone(),

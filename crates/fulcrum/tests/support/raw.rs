@@ -324,6 +324,9 @@ pub struct H2Outcome {
 }
 
 pub const PROTOCOL_ERROR: u32 = 1;
+pub const REFUSED_STREAM: u32 = 7;
+pub const CANCEL: u32 = 8;
+pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// A raw HTTP/2 client: header blocks are HPACK-encoded as literals
 /// without indexing or Huffman, so any name or value (including invalid
@@ -331,10 +334,19 @@ pub const PROTOCOL_ERROR: u32 = 1;
 pub struct H2Client {
     io: Box<dyn Duplex>,
     decoder: hpack::Decoder<'static>,
+    /// The socket under a cleartext client, for timeouts.
+    tcp: Option<TcpStream>,
+    /// A write failed or a read hit EOF.
+    closed: bool,
 }
 
 pub const HEADERS: u8 = 0x1;
 pub const DATA: u8 = 0x0;
+pub const RST_STREAM: u8 = 0x3;
+pub const SETTINGS: u8 = 0x4;
+pub const PING: u8 = 0x6;
+pub const GOAWAY: u8 = 0x7;
+pub const CONTINUATION: u8 = 0x9;
 pub const END_STREAM: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
 
@@ -345,6 +357,8 @@ impl H2Client {
         let mut client = H2Client {
             io,
             decoder: hpack::Decoder::new(),
+            tcp: None,
+            closed: false,
         };
         client.frame(0x4, 0, 0, &[]);
         client
@@ -353,7 +367,96 @@ impl H2Client {
     pub fn cleartext(addr: SocketAddr) -> H2Client {
         let stream = TcpStream::connect(addr).unwrap();
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        H2Client::new(Box::new(stream))
+        let tcp = stream.try_clone().unwrap();
+        let mut client = H2Client::new(Box::new(stream));
+        client.tcp = Some(tcp);
+        client
+    }
+
+    /// Writes that block this long fail (a flood stops when the server
+    /// stops reading). Cleartext clients only.
+    pub fn set_write_timeout(&mut self, timeout: Duration) {
+        if let Some(tcp) = &self.tcp {
+            tcp.set_write_timeout(Some(timeout)).unwrap();
+        }
+    }
+
+    /// Writes one frame; false once writing fails (the server stopped
+    /// reading or closed the connection).
+    pub fn try_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) -> bool {
+        if self.closed {
+            return false;
+        }
+        let mut frame = Vec::with_capacity(9 + payload.len());
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        frame.push(kind);
+        frame.push(flags);
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        if self
+            .io
+            .write_all(&frame)
+            .and_then(|()| self.io.flush())
+            .is_err()
+        {
+            self.closed = true;
+        }
+        !self.closed
+    }
+
+    /// Whether a write failed or a read reached the end of the connection.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// One frame from the server: (type, flags, stream, payload); `None` at
+    /// EOF or after the read timeout.
+    pub fn read_frame(&mut self) -> Option<(u8, u8, u32, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        if self.io.read_exact(&mut head).is_err() {
+            self.closed = true;
+            return None;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        if self.io.read_exact(&mut payload).is_err() {
+            self.closed = true;
+            return None;
+        }
+        Some((head[3], head[4], id, payload))
+    }
+
+    /// The server's first SETTINGS frame, as (identifier, value) pairs.
+    pub fn server_settings(&mut self) -> Vec<(u16, u32)> {
+        while let Some((kind, flags, _, payload)) = self.read_frame() {
+            if kind == SETTINGS && flags & 0x1 == 0 {
+                self.frame(SETTINGS, 0x1, 0, &[]);
+                return payload
+                    .chunks_exact(6)
+                    .map(|c| {
+                        (
+                            u16::from_be_bytes([c[0], c[1]]),
+                            u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                        )
+                    })
+                    .collect();
+            }
+        }
+        panic!("no SETTINGS from the server");
+    }
+
+    /// Reads (and drops) frames until GOAWAY, returning its error code, or
+    /// `None` if the connection ended without one.
+    pub fn until_goaway(&mut self) -> Option<u32> {
+        while let Some((kind, _, _, payload)) = self.read_frame() {
+            if kind == GOAWAY {
+                return payload
+                    .get(4..8)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+        None
     }
 
     /// HTTP/2 over TLS with this client config (its ALPN should offer h2).
@@ -493,6 +596,11 @@ pub fn encode_block(fields: &[(&str, &str)]) -> Vec<u8> {
         encode_string(&mut out, value.as_bytes());
     }
     out
+}
+
+/// An HPACK string literal (length prefix, no Huffman), for hand-made blocks.
+pub fn encode_str(out: &mut Vec<u8>, s: &[u8]) {
+    encode_string(out, s);
 }
 
 fn encode_string(out: &mut Vec<u8>, s: &[u8]) {

@@ -159,19 +159,21 @@ pub fn parse_response_head(
         headers.append(name, value);
     }
     let mut keep_alive = connection_persists(&headers, minor);
+    let coding = transfer_encoding_chunked(&headers);
+    // A length next to Transfer-Encoding is removed before the response
+    // goes on, whatever the framing (a HEAD or 304 response too), and the
+    // connection is not reused (RFC 9112 6.3 item 3: a possible smuggling
+    // attempt, and an intermediary MUST remove the length).
+    if coding.is_some() && headers.remove(header::CONTENT_LENGTH).is_some() {
+        keep_alive = false;
+    }
     let framing = if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         BodyFraming::None
-    } else if let Some(chunked) = transfer_encoding_chunked(&headers) {
-        // A length next to Transfer-Encoding is ignored and removed before
-        // the response goes on, and the connection is not reused (RFC 9112
-        // 6.3 item 3: a possible smuggling attempt).
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
+    } else if let Some(chunked) = coding {
         if chunked {
             BodyFraming::Chunked
         } else {
@@ -392,6 +394,119 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, CodecError> {
     Ok(size)
 }
 
+/// Promises the parsers keep for any input, checked by the fuzz targets
+/// (`fuzz/fuzz_targets/h1_response.rs`, `chunked.rs`) and on stable by the
+/// seeded loop in `tests/codec_robustness.rs`. Each panics on a broken
+/// promise; an input that is merely invalid is fine.
+pub mod properties {
+    use super::*;
+
+    /// `parse_response_head` never panics; a head it accepts is exactly the
+    /// bytes it consumed (the rest is left as it was, and no strict prefix
+    /// of the head parses); it never asks for more once the limit is
+    /// reached; and a response with both framings keeps neither
+    /// `Content-Length` nor connection reuse.
+    pub fn response_head(data: &[u8]) {
+        for method in [Method::GET, Method::HEAD] {
+            let mut buf = BytesMut::from(data);
+            match parse_response_head(&mut buf, &method) {
+                Ok(Some(head)) => {
+                    let consumed = data.len() - buf.len();
+                    assert!(consumed > 0 && consumed <= data.len());
+                    assert_eq!(&buf[..], &data[consumed..], "bytes after the head changed");
+                    for cut in [consumed - 1, consumed / 2] {
+                        let mut prefix = BytesMut::from(&data[..cut]);
+                        assert!(
+                            !matches!(parse_response_head(&mut prefix, &method), Ok(Some(_))),
+                            "a {cut}-byte prefix of a {consumed}-byte head parsed"
+                        );
+                    }
+                    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+                        assert!(!head.headers.contains_key(header::CONTENT_LENGTH));
+                    }
+                    if method == Method::HEAD {
+                        assert_eq!(head.framing, BodyFraming::None);
+                    }
+                }
+                Ok(None) => assert!(data.len() < MAX_HEAD_LEN, "asked for more past the limit"),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// What decoding a chunked body produced: the data, in order, and how
+    /// it ended.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Decoded {
+        pub data: Vec<u8>,
+        pub end: End,
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum End {
+        NeedMore,
+        Done(Option<HeaderMap>),
+        Error,
+    }
+
+    /// Decodes `pieces` as they would arrive from the network, one read each.
+    pub fn decode_chunked(pieces: &[&[u8]]) -> Decoded {
+        let mut decoder = ChunkedDecoder::new();
+        let mut buf = BytesMut::new();
+        let mut data = Vec::new();
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Chunk::Data(d)) => {
+                        assert!(!d.is_empty(), "an empty data chunk");
+                        data.extend_from_slice(&d);
+                    }
+                    Ok(Chunk::NeedMore) => break,
+                    Ok(Chunk::End) => {
+                        return Decoded {
+                            data,
+                            end: End::Done(None),
+                        };
+                    }
+                    Ok(Chunk::Trailers(t)) => {
+                        return Decoded {
+                            data,
+                            end: End::Done(Some(t)),
+                        };
+                    }
+                    Err(_) => {
+                        return Decoded {
+                            data,
+                            end: End::Error,
+                        };
+                    }
+                }
+            }
+        }
+        Decoded {
+            data,
+            end: End::NeedMore,
+        }
+    }
+
+    /// The chunked decoder never panics, never yields more data than it
+    /// was given, and gives the same data and the same ending however the
+    /// bytes are split into reads.
+    pub fn chunked(data: &[u8], split: usize) {
+        let whole = decode_chunked(&[data]);
+        assert!(whole.data.len() <= data.len());
+        let at = split.min(data.len());
+        let (a, b) = data.split_at(at);
+        assert_eq!(decode_chunked(&[a, b]), whole, "split at {at}");
+        // Byte by byte is the most adversarial split; bounded to keep it cheap.
+        if data.len() <= 512 {
+            let bytes: Vec<&[u8]> = data.chunks(1).collect();
+            assert_eq!(decode_chunked(&bytes), whole, "byte by byte");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +598,21 @@ mod tests {
         assert!(body.starts_with(b"hello x"));
         assert_eq!(got_trailers, Some(trailers));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_length_beside_transfer_encoding_goes_even_without_a_body() {
+        // Found by the codec_robustness loop: a HEAD (or 304) response kept
+        // both, and Content-Length went on to the client.
+        for (method, status) in [(Method::HEAD, "200 OK"), (Method::GET, "304 Not Modified")] {
+            let text = format!(
+                "HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n"
+            );
+            let h = head(&text, method).unwrap().unwrap();
+            assert!(!h.headers.contains_key(header::CONTENT_LENGTH));
+            assert!(!h.keep_alive);
+            assert_eq!(h.framing, BodyFraming::None);
+        }
     }
 
     #[test]

@@ -20,7 +20,6 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -32,6 +31,7 @@ use super::codec::{
 };
 use crate::cluster::transport::{ConnectError, Stream, Transport};
 use crate::cluster::{Cluster, Endpoint};
+use crate::http::body::{ClientBody, ClientBodyError};
 use crate::http::headers::remove_forbidden_trailers;
 use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
 
@@ -51,6 +51,10 @@ pub enum UpstreamError {
     Closed,
     #[error("invalid response: {0}")]
     Protocol(#[from] CodecError),
+    /// The client's body failed (stalled past `request_body_timeout`, or
+    /// the client went away) before the response head arrived.
+    #[error("{0}")]
+    ClientBody(ClientBodyError),
 }
 
 /// One open upstream connection, counted in
@@ -153,7 +157,7 @@ impl H1Pool {
 pub struct Prepared {
     method: Method,
     head: Vec<u8>,
-    body: Incoming,
+    body: ClientBody,
     framing: RequestFraming,
     /// Also dropped from request trailers (only set when there is a body).
     client_cert_header: Option<HeaderName>,
@@ -164,7 +168,7 @@ impl Prepared {
     /// headers gone, `Host` and forwarding headers set).
     pub fn new(
         parts: http::request::Parts,
-        body: Incoming,
+        body: ClientBody,
         client_cert_header: &HeaderName,
     ) -> Self {
         let framing = if body.is_end_stream() {
@@ -186,6 +190,31 @@ impl Prepared {
             client_cert_header: (framing != RequestFraming::Empty)
                 .then(|| client_cert_header.clone()),
             framing,
+        }
+    }
+}
+
+impl Prepared {
+    /// An opening handshake (`parts` rewritten for the upstream, with
+    /// `Connection: upgrade` and `Upgrade`): never a body, whatever the
+    /// client's framing said, since what follows the head is the new
+    /// protocol's.
+    pub fn upgrade(parts: http::request::Parts, body: ClientBody) -> Self {
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut head = Vec::with_capacity(512);
+        codec::encode_request_head(
+            &mut head,
+            &parts.method,
+            target,
+            &parts.headers,
+            RequestFraming::Empty,
+        );
+        Self {
+            method: parts.method,
+            head,
+            body,
+            framing: RequestFraming::Empty,
+            client_cert_header: None,
         }
     }
 }
@@ -244,17 +273,26 @@ pub async fn send(
     };
     let Conn { stream, _open } = conn;
     let (mut read, write) = tokio::io::split(stream);
+    let (client_failed, failed) = tokio::sync::oneshot::channel();
     let upload = Upload(tokio::spawn(upload(
         write,
         head,
         body,
         framing,
         client_cert_header,
+        client_failed,
     )));
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
-    let response = read_head(&mut read, &mut buf, &method)
-        .await
-        .map_err(Failure::into_error)?;
+    // The origin may wait for the whole body before it answers, so a body
+    // the client stopped sending ends the exchange here, blamed on the
+    // client; a failed write to the origin does not (its answer, a 413
+    // say, may be on the way).
+    let response = tokio::select! {
+        head = read_head(&mut read, &mut buf, &method, false) => {
+            head.map_err(Failure::into_error)?
+        }
+        Ok(e) = failed => return Err(UpstreamError::ClientBody(e)),
+    };
     Ok(respond(
         pool,
         endpoint.index,
@@ -266,6 +304,61 @@ pub async fn send(
         response,
         buf,
     ))
+}
+
+/// The origin's answer to a request that asked to switch protocols.
+pub enum Upgrade {
+    /// 101: the connection now carries the new protocol. `read_ahead` holds
+    /// what the origin sent right after the 101 head (a first frame).
+    Switched {
+        head: Response<()>,
+        stream: Stream,
+        read_ahead: BytesMut,
+        /// Keeps the connection counted as open while the tunnel lives.
+        open: GaugeGuard,
+    },
+    /// Any other response: the origin refused, and this is an ordinary
+    /// response (its connection is pooled afterwards if it may be).
+    Refused(Response<H1Body>),
+}
+
+/// Sends an upgrade request (`Connection: upgrade` and `Upgrade` already
+/// in its head) on a new connection: a switched connection never returns
+/// to the pool, so it is not taken from it either.
+pub async fn upgrade(
+    pool: &Arc<H1Pool>,
+    endpoint: &Endpoint,
+    req: Prepared,
+) -> Result<Upgrade, UpstreamError> {
+    let Conn { mut stream, _open } = pool.connect(endpoint).await?;
+    stream
+        .write_all(&req.head)
+        .await
+        .map_err(UpstreamError::Io)?;
+    stream.flush().await.map_err(UpstreamError::Io)?;
+    let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
+    let head = read_head(&mut stream, &mut buf, &req.method, true)
+        .await
+        .map_err(Failure::into_error)?;
+    if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+        let mut resp = Response::new(());
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        return Ok(Upgrade::Switched {
+            head: resp,
+            stream,
+            read_ahead: buf,
+            open: _open,
+        });
+    }
+    let conn = Conn { stream, _open };
+    Ok(Upgrade::Refused(respond(
+        pool,
+        endpoint.index,
+        Reader::Whole(conn),
+        head,
+        buf,
+    )))
 }
 
 /// Whether a failed exchange may be retried: nothing of the response came.
@@ -294,16 +387,17 @@ async fn exchange(
     };
     written.map_err(|e| Failure::BeforeResponse(UpstreamError::Io(e)))?;
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
-    let response = read_head(&mut conn.stream, &mut buf, method).await?;
+    let response = read_head(&mut conn.stream, &mut buf, method, false).await?;
     Ok((conn, response, buf))
 }
 
-/// Reads until a final (non-1xx) response head is parsed; `buf` keeps what
-/// followed it.
+/// Reads until a final (non-1xx) response head is parsed, or a 101 when
+/// the request asked to `upgrade`; `buf` keeps what followed it.
 async fn read_head<R: AsyncRead + Unpin>(
     read: &mut R,
     buf: &mut BytesMut,
     method: &Method,
+    upgrade: bool,
 ) -> Result<ResponseHead, Failure> {
     use tokio::io::AsyncReadExt;
     let mut received = false;
@@ -312,6 +406,9 @@ async fn read_head<R: AsyncRead + Unpin>(
             .map_err(|e| Failure::After(UpstreamError::Protocol(e)))?
         {
             if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                if upgrade {
+                    return Ok(head);
+                }
                 return Err(Failure::After(UpstreamError::Protocol(CodecError::Head(
                     "101 Switching Protocols to a request that asked for no upgrade".into(),
                 ))));
@@ -335,21 +432,33 @@ async fn read_head<R: AsyncRead + Unpin>(
 }
 
 /// Writes the request head and streams the body with the chosen framing.
-/// Returns the write half so the connection can be reused afterwards.
+/// Returns the write half so the connection can be reused afterwards. A
+/// failure of the client's body is also reported on `client_failed`.
 async fn upload(
     mut write: WriteHalf<Stream>,
     head: Vec<u8>,
-    mut body: Incoming,
+    mut body: ClientBody,
     framing: RequestFraming,
     client_cert_header: Option<HeaderName>,
+    client_failed: tokio::sync::oneshot::Sender<ClientBodyError>,
 ) -> io::Result<WriteHalf<Stream>> {
     write.write_all(&head).await?;
     write.flush().await?;
     let chunked = framing == RequestFraming::Chunked;
     let mut scratch = Vec::new();
     let mut trailers: Option<HeaderMap> = None;
+    let mut client_failed = Some(client_failed);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| io::Error::other(format!("client body: {e}")))?;
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                let error = io::Error::other(e.to_string());
+                if let Some(tx) = client_failed.take() {
+                    let _ = tx.send(e);
+                }
+                return Err(error);
+            }
+        };
         match frame.into_data() {
             Ok(data) if chunked => {
                 scratch.clear();
