@@ -15,5 +15,6 @@ pub mod listener;
 pub mod route;
 pub mod runtime;
 pub mod simulate;
+pub mod snapshot;
 pub mod telemetry;
 pub mod tls;

@@ -11,7 +11,7 @@ use serde::{Serialize, Serializer};
 
 pub use crate::route::hash_policy::{AffinityCookie, HashPolicy, HashSource};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
     pub admin: AdminConfig,
     pub runtime: RuntimeConfig,
@@ -19,12 +19,12 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminConfig {
     pub address: SocketAddr,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuntimeConfig {
     /// Worker threads; `validate` resolves "unset" to the available cores.
     pub workers: usize,
@@ -33,7 +33,7 @@ pub struct RuntimeConfig {
     pub drain_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListenerConfig {
     pub name: String,
     pub address: SocketAddr,
@@ -106,7 +106,7 @@ impl Default for HttpLimits {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsConfig {
     /// The first is the default for clients whose SNI matches no certificate.
     pub certificates: Vec<CertificateFiles>,
@@ -140,7 +140,7 @@ pub struct TlsConfig {
 }
 
 /// Paths are resolved against the config file's directory.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CertificateFiles {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
@@ -185,7 +185,7 @@ pub enum FlowHashKey {
 }
 
 /// A reference to a cluster, resolved at load: rendered as its name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterRef {
     pub name: String,
     /// Index in `Config::clusters`.
@@ -206,7 +206,7 @@ pub enum ProxyProtocolVersion {
     V2,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RouteConfig {
     pub host: HostMatch,
     pub path_prefix: String,
@@ -249,7 +249,7 @@ pub enum UpstreamProtocol {
     Http2,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ClusterConfig {
     pub name: String,
     #[serde(serialize_with = "policy_name")]
@@ -277,7 +277,7 @@ pub struct ClusterConfig {
 }
 
 /// How fulcrum originates TLS to a cluster's endpoints (re-encryption).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UpstreamTlsConfig {
     /// CA bundle endpoint certificates must chain to; none: the system roots.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,14 +294,14 @@ pub struct UpstreamTlsConfig {
     pub insecure_skip_verify: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointConfig {
     pub address: SocketAddr,
     pub weight: u32,
     pub zone: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthCheckConfig {
     pub kind: HealthCheckKind,
     #[serde(serialize_with = "human_duration")]
@@ -314,7 +314,7 @@ pub struct HealthCheckConfig {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum HealthCheckKind {
     /// Healthy when a TCP connection is accepted within the timeout.

@@ -416,3 +416,20 @@ fn http_limits_have_defaults_ranges_and_belong_to_http_listeners() {
     );
     find(&ds, "listeners[0].tunnel_idle_timeout");
 }
+
+#[test]
+fn configs_compare_so_a_reload_can_tell_what_changed() {
+    let a = parse("t.toml", GOOD).unwrap();
+    let b = parse("t.toml", GOOD).unwrap();
+    assert_eq!(a, b);
+    let weighted = parse(
+        "t.toml",
+        &GOOD.replace(
+            "{ address = \"10.0.0.1:80\" }",
+            "{ address = \"10.0.0.1:80\", weight = 3 }",
+        ),
+    )
+    .unwrap();
+    assert_ne!(a.clusters[0], weighted.clusters[0]);
+    assert_eq!(a.listeners, weighted.listeners);
+}

@@ -25,7 +25,7 @@ use super::websocket::{self, Opening};
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::route::hash_policy::RequestKey;
-use crate::runtime::snapshot::{ListenerState, Snapshot};
+use crate::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
 use crate::tls::early::HandshakeState;
 use crate::tls::upstream::is_tls_error;
@@ -387,11 +387,7 @@ fn redirect_to_https(
 ) -> Response<ProxyBody> {
     let host = authority.and_then(|h| h.to_str().ok()).unwrap_or("");
     // Drop any port the client used for plain HTTP.
-    let name = match host.rsplit_once(':') {
-        Some((name, p)) if !name.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ if host.starts_with('[') => host.split_inclusive(']').next().unwrap_or(host),
-        _ => host,
-    };
+    let name = crate::route::strip_port(host);
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let location = if port == 443 {
         format!("https://{name}{path}")

@@ -21,7 +21,7 @@ use super::upstream::Upstream;
 use crate::l4::Refusal;
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
-use crate::runtime::snapshot::{ListenerState, Snapshot};
+use crate::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::GaugeGuard;
 use crate::tls::early::HandshakeState;
 

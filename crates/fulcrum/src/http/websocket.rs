@@ -146,10 +146,9 @@ impl Opening {
                 // key fulcrum made up; the HTTP/2 client never sees either.
                 let accepted = fields.remove(SEC_WEBSOCKET_ACCEPT);
                 let expected = self.key.as_ref().map(|k| accept_for(k.as_bytes()));
-                if accepted.is_none()
-                    || accepted.as_ref().map(HeaderValue::as_bytes)
-                        != expected.as_deref().map(str::as_bytes)
-                {
+                let proven = matches!((&accepted, &expected),
+                    (Some(a), Some(e)) if a.as_bytes() == e.as_bytes());
+                if !proven {
                     return Err(ProxyError::UpstreamProtocol {
                         endpoint: upstream.endpoint,
                         detail: "101 without the Sec-WebSocket-Accept for the key sent".into(),

@@ -16,7 +16,7 @@ use super::copy::{self, Outcome};
 use crate::config::{ListenerProtocol, ProxyProtocolVersion};
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{FlowAddrs, is_trusted, read_header};
-use crate::runtime::snapshot::{ListenerState, Snapshot};
+use crate::snapshot::{ListenerState, Snapshot};
 use crate::telemetry::metrics::{GaugeGuard, ListenerFlowMetrics};
 
 /// What every flow of one L4 listener on one worker shares.

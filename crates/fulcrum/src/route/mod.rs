@@ -40,7 +40,7 @@ fn host_matches(m: &HostMatch, host: Option<&str>) -> bool {
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:8080` -> `[::1]`.
-fn strip_port(host: &str) -> &str {
+pub fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').and_then(|i| host.get(..=i)).unwrap_or(host);
     }

@@ -6,7 +6,6 @@
 //! thread runs health checks and the admin server on its own runtime, so
 //! neither can stall the data path.
 
-pub mod snapshot;
 mod worker;
 
 use std::net::SocketAddr;
@@ -20,8 +19,8 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ListenerProtocol};
 use crate::listener::BoundSocket;
+use crate::snapshot::Snapshot;
 use crate::telemetry::metrics::Metrics;
-use snapshot::Snapshot;
 
 /// State shared by workers, the control thread and the admin API.
 pub struct Shared {

@@ -1,6 +1,7 @@
-//! The immutable view of the config that workers read: built once by the
-//! control side and published whole (one `Arc` per change), so a worker never
-//! sees half of a change.
+//! The immutable view of the config that the request and flow paths read:
+//! built by the control side (`runtime`) and published whole (one `Arc` per
+//! change), so a reader never sees half of a change. Its own module because
+//! it is data `http/` and `l4/` read, not part of the orchestrator.
 
 use std::sync::Arc;
 
