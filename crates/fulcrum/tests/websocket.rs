@@ -365,7 +365,9 @@ async fn a_refused_upgrade_is_an_ordinary_response_and_the_connection_carries_on
     );
 }
 
-/// Reads one response head, and its body when it has a Content-Length.
+/// Reads one whole response: the head, then a Content-Length body or a
+/// chunked body up to its last chunk (the origin's refusal has no length, so
+/// fulcrum forwards it chunked, and its last chunk may arrive in a later read).
 async fn read_response(tcp: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     loop {
@@ -379,6 +381,15 @@ async fn read_response(tcp: &mut TcpStream) -> String {
         buf.extend_from_slice(&chunk[..n]);
         let text = String::from_utf8_lossy(&buf).to_string();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let chunked = head
+                .to_ascii_lowercase()
+                .contains("transfer-encoding: chunked");
+            if chunked {
+                if body.ends_with("0\r\n\r\n") {
+                    return text;
+                }
+                continue;
+            }
             let length = head
                 .lines()
                 .find_map(|l| {
