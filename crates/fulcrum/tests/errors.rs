@@ -15,14 +15,10 @@ fn config(cluster_extra: &str, endpoint: &str) -> String {
     )
 }
 
-fn closed_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_refused_is_502_with_reason() {
-    let proxy = Proxy::start(&config("", &closed_port()));
+    let closed = support::l4::closed_port();
+    let proxy = Proxy::start(&config("", &closed.addr.to_string()));
     let r = get(&h1_client(), &proxy.url("public", "/")).await;
     assert_eq!(r.status.as_u16(), 502);
     assert_eq!(

@@ -106,7 +106,7 @@ fn a_refused_connect_moves_on_to_the_next_endpoint() {
     let proxy = Proxy::start(&tcp_config(
         "",
         "policy = \"round_robin\"\nconnect_attempts = 2",
-        &[dead, live.addr],
+        &[dead.addr, live.addr],
     ));
     for _ in 0..10 {
         assert_eq!(tcp_exchange(proxy.listener("tcp"), b"hi"), b"live:hi");
@@ -114,7 +114,8 @@ fn a_refused_connect_moves_on_to_the_next_endpoint() {
     let failures = metric(
         proxy.admin,
         &format!(
-            "fulcrum_upstream_connect_failures_total{{cluster=\"backends\",endpoint=\"{dead}\"}}"
+            "fulcrum_upstream_connect_failures_total{{cluster=\"backends\",endpoint=\"{}\"}}",
+            dead.addr
         ),
     );
     assert_eq!(
@@ -125,11 +126,8 @@ fn a_refused_connect_moves_on_to_the_next_endpoint() {
 
 #[test]
 fn all_connects_failing_closes_the_client_and_counts_it() {
-    let proxy = Proxy::start(&tcp_config(
-        "",
-        "connect_attempts = 3",
-        &[closed_port(), closed_port()],
-    ));
+    let (a, b) = (closed_port(), closed_port());
+    let proxy = Proxy::start(&tcp_config("", "connect_attempts = 3", &[a.addr, b.addr]));
     let mut s = TcpStream::connect(proxy.listener("tcp")).unwrap();
     assert!(closed_by_peer(&mut s));
     wait_until("refusal counted", || {

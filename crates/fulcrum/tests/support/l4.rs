@@ -103,10 +103,24 @@ impl Drop for TcpBackend {
     }
 }
 
-/// A free loopback port with nothing listening: connects to it are refused.
-pub fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A loopback port with nothing listening, kept reserved while this
+/// lives: connects to it are refused. (Binding a port and letting it go
+/// was racy: another test's server could take it meanwhile.)
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    pub addr: SocketAddr,
+}
+
+pub fn closed_port() -> ClosedPort {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    ClosedPort {
+        _socket: socket,
+        addr,
+    }
 }
 
 /// Connects, sends `payload`, half-closes, and returns everything the other
