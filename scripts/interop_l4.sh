@@ -155,6 +155,7 @@ cat >"$WORK/fulcrum.toml" <<EOF
 address = "127.0.0.1:0"
 [runtime]
 workers = 2
+shutdown_delay = "0s"
 
 [[listeners]]
 name = "redis"

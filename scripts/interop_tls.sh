@@ -156,6 +156,7 @@ cat >"$WORK/early.toml" <<EOF
 address = "127.0.0.1:0"
 [runtime]
 workers = 1
+shutdown_delay = "0s"
 [[listeners]]
 name = "early"
 address = "127.0.0.1:0"

@@ -25,6 +25,15 @@ pub fn deadline(after: Duration) -> tokio::time::Instant {
     tokio::time::Instant::from_std(now()) + after
 }
 
+/// Wall-clock seconds since the Unix epoch, for timestamps operators read
+/// (never for durations: the wall clock can step).
+#[allow(clippy::disallowed_methods)]
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Nanoseconds since the first call in this process (never 0, which the
 /// balancers read as "no clock").
 pub fn now_ns() -> u64 {

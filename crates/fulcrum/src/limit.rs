@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 #[derive(Debug)]
 pub struct ConnectionLimit {
     active: AtomicU32,
-    max: Option<u32>,
+    /// `u32::MAX`: no cap. Atomic so a reload can change the cap of a
+    /// limit whose open connections it keeps counting.
+    max: AtomicU32,
 }
 
 /// One admitted connection; releases its slot when dropped.
@@ -19,13 +21,18 @@ impl ConnectionLimit {
     pub fn new(max: Option<u32>) -> Self {
         Self {
             active: AtomicU32::new(0),
-            max,
+            max: AtomicU32::new(max.unwrap_or(u32::MAX)),
         }
+    }
+
+    /// A reloaded cap; connections already past a lowered cap stay open.
+    pub fn set_max(&self, max: Option<u32>) {
+        self.max.store(max.unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     /// Takes a slot, or `None` when the cap is reached.
     pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
-        let max = self.max.unwrap_or(u32::MAX);
+        let max = self.max.load(Ordering::Relaxed);
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)

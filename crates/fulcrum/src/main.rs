@@ -22,6 +22,11 @@ enum Command {
     Run {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Take the listening sockets over from the fulcrum running at the
+        /// config's `runtime.upgrade_socket` (a binary upgrade); it drains once
+        /// this one serves.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check a config file and print every problem found; exit status 0 if valid.
     Check {
@@ -47,6 +52,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => match fulcrum::config::load(&config) {
             Ok(c) => {
+                for warning in fulcrum::config::warnings(&c) {
+                    eprintln!("warning: {}: {warning}", config.display());
+                }
                 println!(
                     "{}: ok ({} listener(s), {} cluster(s))",
                     config.display(),
@@ -60,10 +68,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config } => match fulcrum::config::load(&config) {
+        Command::Run { config, upgrade } => match fulcrum::config::load(&config) {
             Ok(c) => {
                 fulcrum::telemetry::logging::init(c.runtime.log_level.as_deref());
-                finish(fulcrum::runtime::run(c))
+                finish(fulcrum::runtime::run(c, Some(config), upgrade))
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -96,7 +104,7 @@ fn demo(listen: SocketAddr, admin: SocketAddr, workers: Option<usize>) -> anyhow
     println!("        curl http://{admin}/clusters      (endpoints, health, load)");
     println!("        curl http://{admin}/metrics       (Prometheus)");
     println!("  Ctrl-C stops it.");
-    fulcrum::runtime::run(config)
+    fulcrum::runtime::run(config, None, false)
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {

@@ -345,10 +345,10 @@ fn independent_instances_send_each_flow_to_the_same_endpoint() {
 #[test]
 fn sigterm_stops_accepting_and_lets_open_flows_finish() {
     let b = TcpBackend::start("echo", TcpMode::Echo);
-    let mut proxy = Proxy::start(
-        &tcp_config("", "", &[b.addr])
-            .replace("workers = 2", "workers = 2\ndrain_timeout = \"30s\""),
-    );
+    let mut proxy = Proxy::start(&tcp_config("", "", &[b.addr]).replace(
+        "workers = 2",
+        "workers = 2\ndrain_timeout = \"30s\"\nshutdown_delay = \"0s\"",
+    ));
     let lb = proxy.listener("tcp");
     let mut s = TcpStream::connect(lb).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();

@@ -16,6 +16,7 @@ address = "127.0.0.1:0"
 [runtime]
 workers = 2
 drain_timeout = "20s"
+shutdown_delay = "0s"
 [[listeners]]
 name = "public"
 address = "127.0.0.1:0"

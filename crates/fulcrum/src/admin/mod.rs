@@ -1,9 +1,11 @@
 //! The admin server (control thread): metrics, cluster state, the effective
-//! config, liveness and readiness. Loopback by default; it reveals the config.
+//! config, liveness and readiness, and the write actions (reload, endpoint
+//! drain and undrain), which take POST only and, off loopback, a bearer
+//! token. Loopback by default; it reveals the config.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -14,10 +16,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::runtime::Shared;
+use crate::cluster::manager::Event;
+use crate::control::{self, Control, Shared};
 use crate::telemetry::metrics::STATUS_CLASSES;
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, control: Arc<Mutex<Control>>) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -28,10 +31,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             }
         };
         let shared = shared.clone();
+        let control = control.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, &req)) }
+                let control = control.clone();
+                async move { Ok::<_, Infallible>(route(&shared, &control, &req)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -43,11 +48,18 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(
+    shared: &Shared,
+    control: &Mutex<Control>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST {
+        return action(shared, control, req);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "the admin API only serves GET\n",
+            "the admin API serves GET, and POST for actions (/reload, /clusters/NAME/endpoints/ADDRESS/drain and /undrain)\n",
         );
     }
     match req.uri().path() {
@@ -61,10 +73,14 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             );
             resp
         }
-        "/clusters" => json_response(&clusters(shared)),
-        "/config" => json_response(
-            &serde_json::to_value(&*shared.snapshot.load().config).unwrap_or_default(),
-        ),
+        "/clusters" => json_response(&clusters(shared, control)),
+        "/config" => {
+            let snapshot = shared.snapshot.load();
+            json_response(&json!({
+                "generation": snapshot.generation,
+                "config": serde_json::to_value(&*snapshot.config).unwrap_or_default(),
+            }))
+        }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/ready" => {
             if shared.draining.load(Ordering::SeqCst) {
@@ -77,21 +93,128 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; the admin API serves /metrics /clusters /config /healthz /ready\n",
+            "not found; the admin API serves /metrics /clusters /config /healthz /ready (GET) and /reload, /clusters/NAME/endpoints/ADDRESS/drain and /undrain (POST)\n",
         ),
     }
 }
 
-fn clusters(shared: &Shared) -> serde_json::Value {
+/// A write action: authorised first, then applied through the control side.
+fn action(
+    shared: &Shared,
+    control: &Mutex<Control>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let mut control = control::lock(control);
+    if let Err(refused) = control.authorize(req.headers().get(header::AUTHORIZATION)) {
+        shared.metrics.admin_unauthorized.inc();
+        let status = match refused {
+            control::Unauthorized::NoToken => StatusCode::FORBIDDEN,
+            control::Unauthorized::BadToken => StatusCode::UNAUTHORIZED,
+        };
+        let mut resp = text(status, format!("{refused}\n"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return resp;
+    }
+    let segments: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["reload"] => match control.reload("admin API") {
+            Ok(applied) => json_response(&json!({ "result": "success", "applied": applied })),
+            Err(e) => {
+                let status = match e {
+                    control::ReloadError::Invalid(_) => StatusCode::BAD_REQUEST,
+                    control::ReloadError::NoConfigFile => StatusCode::CONFLICT,
+                    control::ReloadError::Apply(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                let mut resp =
+                    json_response(&json!({ "result": "failure", "error": e.to_string() }));
+                *resp.status_mut() = status;
+                resp
+            }
+        },
+        [
+            "clusters",
+            cluster,
+            "endpoints",
+            address,
+            verb @ ("drain" | "undrain"),
+        ] => {
+            let Ok(address) = address.parse::<std::net::SocketAddr>() else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "\"{address}\" is not an endpoint address; write it as in the config, e.g. 10.0.0.1:8080 or [::1]:8080\n"
+                    ),
+                );
+            };
+            let cluster = (*cluster).to_string();
+            let event = if *verb == "drain" {
+                Event::Drain {
+                    cluster: cluster.clone(),
+                    address,
+                }
+            } else {
+                Event::Undrain {
+                    cluster: cluster.clone(),
+                    address,
+                }
+            };
+            match control.apply(&event, "admin API") {
+                Ok(_) => json_response(&endpoint_state(shared, &control, &cluster, address)),
+                Err(e) => text(StatusCode::NOT_FOUND, format!("{e}\n")),
+            }
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; actions are POST /reload, /clusters/NAME/endpoints/ADDRESS/drain and /undrain\n",
+        ),
+    }
+}
+
+/// One endpoint's state after a drain or undrain.
+fn endpoint_state(
+    shared: &Shared,
+    control: &Control,
+    cluster: &str,
+    address: std::net::SocketAddr,
+) -> serde_json::Value {
+    let snapshot = shared.snapshot.load();
+    let endpoint = snapshot
+        .clusters
+        .iter()
+        .find(|c| c.name() == cluster)
+        .and_then(|c| c.endpoints.iter().find(|e| e.address == address));
+    let status = control
+        .statuses(cluster)
+        .into_iter()
+        .find(|s| s.address == address);
+    json!({
+        "cluster": cluster,
+        "address": address.to_string(),
+        "eligible": status.is_some_and(|s| s.is_eligible()),
+        "ineligible_reasons": status.map(|s| s.ineligible.names()).unwrap_or_default(),
+        "active_requests": endpoint.map(|e| e.active_requests()),
+    })
+}
+
+fn clusters(shared: &Shared, control: &Mutex<Control>) -> serde_json::Value {
     let snapshot = shared.snapshot.load();
     let clusters: Vec<_> = snapshot
         .clusters
         .iter()
         .map(|c| {
+            let statuses = control::lock(control).statuses(c.name());
             let endpoints: Vec<_> = c
                 .endpoints
                 .iter()
-                .map(|e| {
+                .zip(&c.config.endpoints)
+                .map(|(e, config)| {
+                    let status = statuses.iter().find(|s| s.address == e.address);
+                    let ineligible = e.ineligible();
                     let responses: serde_json::Map<String, serde_json::Value> = STATUS_CLASSES
                         .iter()
                         .zip(e.metrics.responses.iter())
@@ -99,10 +222,16 @@ fn clusters(shared: &Shared) -> serde_json::Value {
                         .collect();
                     let mut entry = json!({
                         "address": e.label,
-                        "weight": e.weight,
-                        "zone": e.zone,
-                        "healthy": e.is_healthy(),
+                        "weight": config.weight,
+                        "zone": config.zone,
+                        "healthy": !ineligible.unhealthy,
+                        "eligible": !ineligible.any(),
+                        "ineligible_reasons": ineligible.names(),
+                        "draining_seconds": status
+                            .and_then(|s| s.draining_since)
+                            .map(|since| crate::clock::elapsed(since).as_secs_f64()),
                         "active_requests": e.active_requests(),
+                        "idle_connections": e.idle.count(),
                         "requests_total": e.requests_total(),
                         "responses": responses,
                     });

@@ -3,63 +3,70 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Instant;
 
 use fulcrum_balance::PeakEwma;
 
+use super::manager::Ineligible;
+use super::pool::IdleConnections;
+
 use crate::telemetry::metrics::{EndpointMetrics, status_class_index};
 
+/// One endpoint of one cluster, keyed by (cluster name, address): it lives
+/// as long as some config has it, across reloads, so what it learned
+/// (peak-EWMA estimate, in-flight counts, warm connections) is not reset by
+/// an unrelated change. Its weight and zone are config, read from the
+/// snapshot; whether it may take new requests is the cluster manager's call.
 #[derive(Debug)]
 pub struct Endpoint {
-    /// Position in the cluster's endpoint list; per-worker state (the HTTP/1.1
-    /// connection pools) is indexed by it.
-    pub index: usize,
     pub address: SocketAddr,
     /// `address` as text, computed once: used in metrics and logs.
     pub label: String,
     /// `address` as a URI authority, computed once: upstream request URIs use it.
     pub authority: http::uri::Authority,
-    pub weight: u32,
-    pub zone: Option<String>,
     active_requests: AtomicU64,
     /// In-flight requests of the whole cluster, shared by its endpoints, so
     /// `consistent_bounded` reads the average load in O(1).
     cluster_active: Arc<AtomicU64>,
     requests_total: AtomicU64,
-    healthy: AtomicBool,
+    /// Why it takes no new requests, as last published by the control side
+    /// (the only writer); read by the admin API.
+    ineligible: AtomicU8,
     pub metrics: EndpointMetrics,
     /// Latency estimate for `peak_ewma` clusters; owned here so it outlives
-    /// balancer rebuilds.
+    /// balancer rebuilds and reloads.
     pub ewma: Option<PeakEwma>,
+    /// Warm HTTP/1.1 connections to it, per worker.
+    pub idle: IdleConnections,
 }
+
+const UNHEALTHY: u8 = 1;
+const DRAINING: u8 = 2;
 
 impl Endpoint {
     pub fn new(
-        index: usize,
         address: SocketAddr,
-        weight: u32,
-        zone: Option<String>,
         metrics: EndpointMetrics,
         ewma: Option<PeakEwma>,
         cluster_active: Arc<AtomicU64>,
+        workers: usize,
     ) -> Self {
         metrics.healthy.set(1);
+        metrics.eligible.set(1);
         let label = address.to_string();
         Self {
-            index,
             address,
             authority: http::uri::Authority::from_maybe_shared(bytes::Bytes::from(label.clone()))
                 .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),
             label,
-            weight,
-            zone,
             active_requests: AtomicU64::new(0),
             cluster_active,
             requests_total: AtomicU64::new(0),
-            healthy: AtomicBool::new(true),
+            ineligible: AtomicU8::new(0),
             metrics,
             ewma,
+            idle: IdleConnections::new(workers),
         }
     }
 
@@ -75,14 +82,23 @@ impl Endpoint {
         self.requests_total.load(Ordering::Relaxed)
     }
 
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+    /// What the cluster manager last decided about it.
+    pub fn ineligible(&self) -> Ineligible {
+        let bits = self.ineligible.load(Ordering::Relaxed);
+        Ineligible {
+            unhealthy: bits & UNHEALTHY != 0,
+            draining: bits & DRAINING != 0,
+        }
     }
 
-    /// Records the new health state; returns whether it changed.
-    pub(super) fn set_healthy(&self, healthy: bool) -> bool {
-        self.metrics.healthy.set(i64::from(healthy));
-        self.healthy.swap(healthy, Ordering::Relaxed) != healthy
+    /// Records the manager's decision (control side only) and its gauges.
+    pub(crate) fn set_ineligible(&self, why: Ineligible) {
+        let bits =
+            if why.unhealthy { UNHEALTHY } else { 0 } | if why.draining { DRAINING } else { 0 };
+        self.ineligible.store(bits, Ordering::Relaxed);
+        self.metrics.healthy.set(i64::from(!why.unhealthy));
+        self.metrics.draining.set(i64::from(why.draining));
+        self.metrics.eligible.set(i64::from(!why.any()));
     }
 }
 

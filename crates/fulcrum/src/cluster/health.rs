@@ -1,5 +1,6 @@
-//! Active health checking: a pure threshold state machine ([`HealthState`])
-//! and the probe loop that drives it from the control thread.
+//! Active health checking: a pure threshold state machine ([`HealthState`],
+//! kept per endpoint by the cluster manager) and the probe loop that feeds it
+//! from the control thread.
 //!
 //! Semantics follow HAProxy's `rise`/`fall`: an endpoint becomes unhealthy
 //! after `unhealthy_threshold` consecutive failures and healthy again after
@@ -14,7 +15,6 @@ use http_body_util::Empty;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::Cluster;
 use super::transport::{ConnectError, Transport};
 use crate::config::{HealthCheckConfig, HealthCheckKind};
 use crate::telemetry::metrics::{HealthCheckLabels, Metrics};
@@ -40,6 +40,14 @@ impl HealthState {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy
+    }
+
+    /// Takes `previous`'s state and streak: a reload that keeps the
+    /// endpoint (perhaps with new thresholds) must not re-admit an ejected
+    /// one or forget a streak under way.
+    pub fn carry_over(&mut self, previous: &HealthState) {
+        self.healthy = previous.healthy;
+        self.streak = previous.streak;
     }
 
     /// Feeds one probe result; returns the new state when it flips.
@@ -137,34 +145,24 @@ pub async fn probe(
         .unwrap_or(Err(ProbeError::Timeout(check.timeout)))
 }
 
-/// Starts one probe loop per endpoint of every cluster that has a health
-/// check, on the current (control) runtime.
-pub fn spawn_all(clusters: &[Arc<Cluster>], metrics: &Arc<Metrics>) {
-    for cluster in clusters {
-        let Some(check) = cluster.config.health_check.clone() else {
-            continue;
-        };
-        for index in 0..cluster.endpoints.len() {
-            tokio::spawn(probe_loop(
-                cluster.clone(),
-                index,
-                check.clone(),
-                metrics.clone(),
-            ));
-        }
-    }
-}
+/// One endpoint's check result, as the probe loop reports it: `Err`
+/// carries why it failed, for the log line of an ejection.
+pub type CheckReport = Box<dyn Fn(Result<(), String>) + Send + Sync>;
 
-async fn probe_loop(
-    cluster: Arc<Cluster>,
-    index: usize,
+/// Probes one endpoint every `interval` (plus jitter) until the task is
+/// aborted, and reports every result. The loop decides nothing: thresholds
+/// and eligibility belong to the cluster manager.
+pub async fn probe_loop(
+    cluster: String,
+    address: std::net::SocketAddr,
+    transport: Arc<Transport>,
     check: HealthCheckConfig,
     metrics: Arc<Metrics>,
+    report: CheckReport,
 ) {
-    let endpoint = cluster.endpoints[index].clone();
     let label = |result: &'static str| HealthCheckLabels {
-        cluster: cluster.name().to_string(),
-        endpoint: endpoint.label.clone(),
+        cluster: cluster.clone(),
+        endpoint: address.to_string(),
         result,
     };
     let success = metrics
@@ -175,41 +173,20 @@ async fn probe_loop(
         .health_checks
         .get_or_create(&label("failure"))
         .clone();
-    let to_healthy = metrics
-        .health_transitions
-        .get_or_create(&label("healthy"))
-        .clone();
-    let to_unhealthy = metrics
-        .health_transitions
-        .get_or_create(&label("unhealthy"))
-        .clone();
-    let mut state = HealthState::new(check.healthy_threshold, check.unhealthy_threshold);
     // Spread the first probes over the jitter window so a large cluster does not probe in lockstep.
     tokio::time::sleep(jitter(check.jitter)).await;
     loop {
-        let result = probe(&cluster.transport, endpoint.address, &check).await;
+        let result = probe(&transport, address, &check).await;
         match &result {
-            Ok(()) => success.inc(),
-            Err(_) => failure.inc(),
-        };
-        if let Some(healthy) = state.observe(result.is_ok()) {
-            cluster.set_healthy(index, healthy);
-            let eligible = cluster.eligible_count();
-            if healthy {
-                to_healthy.inc();
-                tracing::info!(cluster = cluster.name(), endpoint = %endpoint.label, eligible, "endpoint is healthy again; it receives traffic");
-            } else {
-                to_unhealthy.inc();
-                let reason = result
-                    .as_ref()
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                tracing::warn!(cluster = cluster.name(), endpoint = %endpoint.label, eligible, %reason, "endpoint failed its health checks; it is ejected from the cluster");
+            Ok(()) => {
+                success.inc();
             }
-        } else if let Err(e) = &result {
-            tracing::debug!(cluster = cluster.name(), endpoint = %endpoint.label, error = %e, "health check failed");
-        }
+            Err(e) => {
+                failure.inc();
+                tracing::debug!(%cluster, endpoint = %address, error = %e, "health check failed");
+            }
+        };
+        report(result.map_err(|e| e.to_string()));
         tokio::time::sleep(check.interval + jitter(check.jitter)).await;
     }
 }

@@ -1,35 +1,58 @@
 //! Clusters: a named set of endpoints, which of them may take traffic, and
 //! the balancer that picks among those.
 //!
-//! Health changes publish one new [`Assignment`] (healthy set + balancer built
-//! for it) per change, so a worker never sees a balancer that disagrees with
-//! the healthy set (the tear pingora's `LoadBalancer` warns about).
+//! A [`Cluster`] is one snapshot's view: its config and the long-lived
+//! parts it shares with the snapshots before and after it (endpoints,
+//! transport, flow count, HTTP/2 clients; see `control::registry`). Which
+//! endpoints are eligible is decided by the [`manager`] and published as one
+//! [`Assignment`] (eligible set + balancer built for it) per change, so a
+//! worker never sees a balancer that disagrees with the eligible set (the
+//! tear pingora's `LoadBalancer` warns about).
 
 mod endpoint;
 pub mod health;
+pub mod manager;
+pub mod pool;
 pub mod transport;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use fulcrum_balance::{Balancer, LoadView, PeakEwma, PickContext, Policy};
 
 pub use endpoint::{ActiveFlow, ActiveRequest, Endpoint};
+use manager::EndpointStatus;
 
 use crate::config::ClusterConfig;
-use crate::telemetry::metrics::{EndpointMetrics, Metrics};
+use crate::http::upstream::Http2Client;
+use crate::limit::ConnectionLimit;
+use crate::telemetry::metrics::ConnectionMetrics;
 
 #[derive(Debug)]
 pub struct Cluster {
     pub config: ClusterConfig,
+    /// Lined up with `config.endpoints`.
     pub endpoints: Vec<Arc<Endpoint>>,
     /// L4 flows open to this cluster (all workers), against `max_connections`.
-    pub flows: Arc<crate::limit::ConnectionLimit>,
+    pub flows: Arc<ConnectionLimit>,
     /// How requests and health checks reach the endpoints (TCP, or TLS over it).
     pub transport: Arc<transport::Transport>,
+    pub connections: ConnectionMetrics,
+    /// `protocol = "http2"`: one pooled client per worker (HTTP/1.1 pools
+    /// live in the endpoints).
+    pub http2: Option<Arc<[Http2Client]>>,
     assignment: ArcSwap<Assignment>,
-    /// Serialises republishing (health tasks may race); never taken by workers.
-    publish: Mutex<()>,
+}
+
+/// What a cluster is built from: the snapshot's config and the parts that
+/// outlive snapshots.
+pub struct ClusterParts {
+    pub config: ClusterConfig,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub flows: Arc<ConnectionLimit>,
+    pub transport: Arc<transport::Transport>,
+    pub connections: ConnectionMetrics,
+    pub http2: Option<Arc<[Http2Client]>>,
 }
 
 /// The endpoints that may take traffic now and the balancer built over them.
@@ -71,58 +94,35 @@ impl LoadView for EligibleLoad<'_> {
 }
 
 impl Cluster {
-    /// `l4`: an L4 listener uses this cluster, so its endpoints export flow
-    /// metrics. Fails only when the cluster's TLS files cannot be loaded.
-    pub fn new(
-        config: ClusterConfig,
-        metrics: &Metrics,
-        l4: bool,
-    ) -> Result<Self, crate::tls::TlsSetupError> {
-        let transport = Arc::new(transport::Transport::new(&config, metrics)?);
-        let cluster_active = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let endpoints: Vec<Arc<Endpoint>> = config
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(index, e)| {
-                let m = EndpointMetrics::new(metrics, &config.name, &e.address.to_string(), l4);
-                let ewma = match config.policy {
-                    Policy::PeakEwma { config, .. } => {
-                        Some(PeakEwma::new(config, crate::clock::now_ns()))
-                    }
-                    _ => None,
-                };
-                Arc::new(Endpoint::new(
-                    index,
-                    e.address,
-                    e.weight,
-                    e.zone.clone(),
-                    m,
-                    ewma,
-                    cluster_active.clone(),
-                ))
-            })
-            .collect();
-        let assignment = ArcSwap::from_pointee(Self::assign(&config, &endpoints));
-        Ok(Self {
-            flows: Arc::new(crate::limit::ConnectionLimit::new(config.max_connections)),
-            transport,
-            config,
-            endpoints,
+    /// `statuses` is the cluster manager's decision, lined up with
+    /// `parts.config.endpoints`.
+    pub fn new(parts: ClusterParts, statuses: &[EndpointStatus]) -> Self {
+        let assignment =
+            ArcSwap::from_pointee(Self::assign(&parts.config, &parts.endpoints, statuses));
+        Self {
+            config: parts.config,
+            endpoints: parts.endpoints,
+            flows: parts.flows,
+            transport: parts.transport,
+            connections: parts.connections,
+            http2: parts.http2,
             assignment,
-            publish: Mutex::new(()),
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
     }
 
-    fn assign(config: &ClusterConfig, endpoints: &[Arc<Endpoint>]) -> Assignment {
+    fn assign(
+        config: &ClusterConfig,
+        endpoints: &[Arc<Endpoint>],
+        statuses: &[EndpointStatus],
+    ) -> Assignment {
         let eligible: Vec<usize> = (0..endpoints.len())
-            .filter(|&i| endpoints[i].is_healthy())
+            .filter(|&i| statuses.get(i).is_some_and(|s| s.is_eligible()))
             .collect();
-        let weights: Vec<u32> = eligible.iter().map(|&i| endpoints[i].weight).collect();
+        let weights: Vec<u32> = eligible.iter().map(|&i| statuses[i].weight).collect();
         // Hashing policies place endpoints by address, so every instance with
         // the same endpoint set builds the same table.
         let keys: Vec<&str> = eligible
@@ -187,18 +187,22 @@ impl Cluster {
         self.assignment.load().eligible.len()
     }
 
-    /// Marks an endpoint healthy or not and, if that changed anything,
-    /// publishes a new assignment. Returns whether the state changed.
-    pub fn set_healthy(&self, index: usize, healthy: bool) -> bool {
-        let Some(endpoint) = self.endpoints.get(index) else {
-            return false;
-        };
-        let _serial = self.publish.lock().unwrap_or_else(|p| p.into_inner());
-        if !endpoint.set_healthy(healthy) {
-            return false;
+    /// Publishes the manager's new decision for this cluster: one new
+    /// assignment, swapped in whole (control side only).
+    pub fn publish(&self, statuses: &[EndpointStatus]) {
+        self.record_statuses(statuses);
+        self.assignment.store(Arc::new(Self::assign(
+            &self.config,
+            &self.endpoints,
+            statuses,
+        )));
+    }
+
+    /// Writes the decision into the endpoints (for the admin API and the
+    /// gauges); the control side calls it once a snapshot is in force.
+    pub fn record_statuses(&self, statuses: &[EndpointStatus]) {
+        for (endpoint, status) in self.endpoints.iter().zip(statuses) {
+            endpoint.set_ineligible(status.ineligible);
         }
-        self.assignment
-            .store(Arc::new(Self::assign(&self.config, &self.endpoints)));
-        true
     }
 }

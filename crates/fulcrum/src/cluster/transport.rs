@@ -21,6 +21,9 @@ use crate::tls::upstream::Originator;
 /// Connects to one cluster's endpoints.
 #[derive(Debug)]
 pub struct Transport {
+    /// Unique per transport built: a pooled connection is reused only by
+    /// the transport that made it (a reload may change TLS settings).
+    id: u64,
     /// Bounds TCP connect and TLS handshake together (as Envoy's
     /// `connect_timeout` does with a TLS transport socket).
     connect_timeout: Duration,
@@ -38,13 +41,19 @@ pub enum ConnectError {
 
 impl Transport {
     pub fn new(cluster: &ClusterConfig, metrics: &Metrics) -> Result<Self, TlsSetupError> {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Self {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             connect_timeout: cluster.connect_timeout,
             tls: match &cluster.tls {
                 Some(tls) => Some(Originator::new(cluster, tls, metrics)?),
                 None => None,
             },
         })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     pub fn is_tls(&self) -> bool {

@@ -9,6 +9,11 @@ pub const ADMIN_ADDRESS: &str = "127.0.0.1:9901";
 /// Long enough for a slow request to finish on a rolling restart, short enough
 /// for an orchestrator's default grace period (Kubernetes: 30 s).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+/// A load balancer in front (or Kubernetes endpoints) needs a few seconds
+/// to see `/ready` fail and stop sending; listeners keep accepting until
+/// then. HAProxy's `grace` does the same and defaults to 0; 5 s covers a
+/// couple of typical 2 s health-check intervals. SIGINT (Ctrl-C) skips it.
+pub const SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 /// Envoy's default cluster connect timeout; on a LAN a connect takes well
 /// under a millisecond, so 5 s only ever fires on a black-holed address.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

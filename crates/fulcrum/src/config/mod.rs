@@ -38,6 +38,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Things a valid config allows but an operator should know about:
+/// `fulcrum check` prints them and `fulcrum run` logs them.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !config.admin.is_loopback() && config.admin.token_file.is_none() {
+        warnings.push(format!(
+            "admin.address {} is not loopback and admin.token_file is not set: anyone who can reach it reads the config and metrics, and its write actions (reload, drain) are refused; set [admin] token_file, or bind the admin API to 127.0.0.1",
+            config.admin.address
+        ));
+    }
+    warnings
+}
+
 /// Checks config text; `file` is only used in messages.
 pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
     let mut c = Collector::new(src);

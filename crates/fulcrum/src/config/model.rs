@@ -22,6 +22,17 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AdminConfig {
     pub address: SocketAddr,
+    /// A file holding the bearer token write actions (reload, drain) must
+    /// present; required for them when `address` is not loopback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl AdminConfig {
+    /// Write actions from anywhere but this host need a token.
+    pub fn is_loopback(&self) -> bool {
+        self.address.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,6 +42,16 @@ pub struct RuntimeConfig {
     pub log_level: Option<String>,
     #[serde(serialize_with = "human_duration")]
     pub drain_timeout: Duration,
+    /// On SIGTERM, `/ready` answers 503 this long before listeners stop
+    /// accepting, so a load balancer in front notices first.
+    #[serde(serialize_with = "human_duration")]
+    pub shutdown_delay: Duration,
+    /// Reload the config whenever the file changes (as SIGHUP does).
+    pub watch_config: bool,
+    /// A Unix socket where a new fulcrum process (`run --upgrade`, or one
+    /// started by SIGUSR2) takes over the listening sockets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade_socket: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

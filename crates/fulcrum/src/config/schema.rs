@@ -22,6 +22,7 @@ pub struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 pub struct AdminSection {
     pub address: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +30,9 @@ pub struct RuntimeSection {
     pub workers: Option<Spanned<i64>>,
     pub log_level: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
+    pub shutdown_delay: Option<Spanned<String>>,
+    pub watch_config: Option<Spanned<bool>>,
+    pub upgrade_socket: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

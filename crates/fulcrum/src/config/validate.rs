@@ -32,7 +32,31 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>, base: &Path) -> Option<
         Some(a) => socket_addr(c, a, "admin.address", false),
         None => defaults::ADMIN_ADDRESS.parse().ok(),
     };
-    let runtime = runtime(c, &file.runtime);
+    let token_file = file.admin.token_file.as_ref().and_then(|t| {
+        let path = base.join(t.get_ref());
+        match std::fs::read_to_string(&path) {
+            Ok(token) if !token.trim().is_empty() => Some(path),
+            Ok(_) => {
+                c.error(
+                    t.span(),
+                    "admin.token_file",
+                    format!("{} is empty", path.display()),
+                    Some("write a long random token in it, e.g. `openssl rand -hex 32 > FILE`".into()),
+                );
+                None
+            }
+            Err(e) => {
+                c.error(
+                    t.span(),
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                    Some("check the path (relative paths start at the config file's directory) and that the file is readable".into()),
+                );
+                None
+            }
+        }
+    });
+    let runtime = runtime(c, &file.runtime, base);
     let clusters: Vec<Option<ClusterConfig>> = file
         .clusters
         .iter()
@@ -87,7 +111,10 @@ pub fn validate(file: FileConfig, c: &mut Collector<'_>, base: &Path) -> Option<
         return None;
     }
     Some(Config {
-        admin: AdminConfig { address: admin? },
+        admin: AdminConfig {
+            address: admin?,
+            token_file,
+        },
         runtime: runtime?,
         listeners: listeners.into_iter().collect::<Option<_>>()?,
         clusters: clusters.into_iter().collect::<Option<_>>()?,
@@ -174,7 +201,7 @@ fn cluster_usage(
     }
 }
 
-fn runtime(c: &mut Collector<'_>, s: &RuntimeSection) -> Option<RuntimeConfig> {
+fn runtime(c: &mut Collector<'_>, s: &RuntimeSection, base: &Path) -> Option<RuntimeConfig> {
     let workers = match &s.workers {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         Some(w) if (1..=1024).contains(w.get_ref()) => *w.get_ref() as usize,
@@ -204,10 +231,19 @@ fn runtime(c: &mut Collector<'_>, s: &RuntimeSection) -> Option<RuntimeConfig> {
         "runtime.drain_timeout",
         defaults::DRAIN_TIMEOUT,
     );
+    let shutdown_delay = duration(
+        c,
+        &s.shutdown_delay,
+        "runtime.shutdown_delay",
+        defaults::SHUTDOWN_DELAY,
+    );
     Some(RuntimeConfig {
         workers,
         log_level: s.log_level.as_ref().map(|l| l.get_ref().clone()),
         drain_timeout: drain_timeout?,
+        shutdown_delay: shutdown_delay?,
+        watch_config: s.watch_config.as_ref().is_some_and(|w| *w.get_ref()),
+        upgrade_socket: s.upgrade_socket.as_ref().map(|p| base.join(p.get_ref())),
     })
 }
 

@@ -95,6 +95,8 @@ address = "{admin}"
 
 [runtime]
 workers = {workers}
+# Nothing sits in front of a demo to notice /ready failing: stop at once.
+shutdown_delay = "0s"
 
 [[listeners]]
 name = "demo"

@@ -4,13 +4,15 @@
 //! `timeout http-keep-alive` do.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct Activity {
     born: Instant,
     in_flight: AtomicUsize,
+    /// A request was ever started on the connection.
+    started: AtomicBool,
     /// Milliseconds since `born` when the last request ended.
     last_end_ms: AtomicU64,
 }
@@ -26,6 +28,7 @@ impl Activity {
         Self {
             born: crate::clock::now(),
             in_flight: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
             last_end_ms: AtomicU64::new(0),
         }
     }
@@ -33,7 +36,13 @@ impl Activity {
     /// Marks a request (stream) as started; it ends when the guard drops.
     pub fn start(self: &Arc<Self>) -> StreamGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
         StreamGuard(self.clone())
+    }
+
+    /// Whether the connection has carried a request yet.
+    pub fn started_any(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// How long the connection has had no request in flight; `None` while busy.

@@ -19,23 +19,27 @@ use super::conformance::{self, Authority};
 use super::error::ProxyError;
 use super::headers;
 use super::streams::StreamExecutor;
+use super::upstream::Http2Client;
 use super::upstream::h1::{self, UpstreamError};
-use super::upstream::{Http2Client, Upstream};
 use super::websocket::{self, Opening};
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
+use crate::config::UpstreamProtocol;
 use crate::route::hash_policy::RequestKey;
-use crate::snapshot::{ListenerState, Snapshot};
-use crate::telemetry::metrics::{ClusterReasonLabels, status_class_index};
+use crate::snapshot::{ListenerHandle, ListenerState};
+use crate::telemetry::metrics::{ClusterReasonLabels, Metrics, status_class_index};
 use crate::tls::early::HandshakeState;
 use crate::tls::upstream::is_tls_error;
 
 /// What every request on one downstream connection shares.
 pub struct ConnContext {
-    pub snapshot: Arc<Snapshot>,
+    /// The listener's settings when the connection was accepted.
     pub listener: Arc<ListenerState>,
-    /// This worker's upstream pools, indexed like `snapshot.clusters`.
-    pub clients: Arc<[Upstream]>,
+    /// The listener itself: each request reads its current route table.
+    pub handle: Arc<ListenerHandle>,
+    /// The worker serving the connection: its upstream pools are used.
+    pub worker: usize,
+    pub metrics: Arc<Metrics>,
     pub peer: SocketAddr,
     /// `peer`'s IP as a header value, for `X-Forwarded-For`.
     pub client_ip: HeaderValue,
@@ -172,8 +176,8 @@ fn close_after(resp: &mut Response<ProxyBody>) {
 
 /// A routed request on its way to the chosen endpoint.
 struct Outgoing {
-    /// Index of the cluster in `snapshot.clusters` and of its pool in `clients`.
-    cluster: usize,
+    /// From the route table the request was routed with.
+    cluster: Arc<Cluster>,
     endpoint: Arc<Endpoint>,
     active: ActiveRequest,
     request: UpstreamRequest,
@@ -202,20 +206,18 @@ impl Outgoing {
     ) -> Result<Self, ProxyError> {
         let handshake = websocket::requested(&req);
         let (mut parts, body) = req.into_parts();
-        let route = cx
-            .listener
+        // The one read of the current config for this request.
+        let table = cx.handle.routes();
+        let route = table
             .router
             .route(
                 authority.as_ref().and_then(|h| h.to_str().ok()),
                 parts.uri.path(),
             )
             .ok_or(ProxyError::NoRoute)?;
-        let index = route.cluster_index;
-        let (Some(cluster), Some(client)) =
-            (cx.snapshot.clusters.get(index), cx.clients.get(index))
-        else {
-            return Err(ProxyError::NoRoute);
-        };
+        let cluster = table
+            .cluster(route.cluster_index)
+            .ok_or(ProxyError::NoRoute)?;
         let key = if route.hash_policy.is_empty() {
             RequestKey::default()
         } else {
@@ -231,26 +233,26 @@ impl Outgoing {
         let endpoint = endpoint.clone();
         rewrite_headers(&mut parts.headers, cx, authority);
         let body = ClientBody::new(body, cx.listener.config.limits.request_body_timeout);
-        let request = match (client, handshake) {
-            (Upstream::Http1(_), Some(handshake)) => {
+        let request = match (cluster.config.protocol, handshake) {
+            (UpstreamProtocol::Http1, Some(handshake)) => {
                 let opening = Opening::prepare(&mut parts, handshake)?;
                 UpstreamRequest::WebSocket(Box::new((h1::Prepared::upgrade(parts, body), opening)))
             }
-            (Upstream::Http2(_), Some(_)) => {
+            (UpstreamProtocol::Http2, Some(_)) => {
                 return Err(ProxyError::WebSocketNotSupported {
                     cluster: cluster.name().to_string(),
                 });
             }
-            (Upstream::Http1(_), None) => {
+            (UpstreamProtocol::Http1, None) => {
                 UpstreamRequest::Http1(h1::Prepared::new(parts, body, &cx.client_cert_header))
             }
-            (Upstream::Http2(_), None) => {
+            (UpstreamProtocol::Http2, None) => {
                 let body = RequestBody::new(body, cx.client_cert_header.clone());
                 UpstreamRequest::Http2(Box::new(Request::from_parts(parts, body)))
             }
         };
         Ok(Self {
-            cluster: index,
+            cluster: cluster.clone(),
             active: ActiveRequest::start(endpoint.clone()),
             endpoint,
             request,
@@ -276,27 +278,19 @@ async fn exchange(
         set_cookie,
         body_unread,
     } = outgoing;
-    let (Some(cluster), Some(client)) =
-        (cx.snapshot.clusters.get(cluster), cx.clients.get(cluster))
-    else {
-        return Ok(finish(
-            &cx,
-            local_reply(&cx, ProxyError::NoRoute, body_unread),
-            request_id,
-            stream,
-        ));
-    };
     let timeout = cluster.config.request_timeout;
-    let sent = match (client, request) {
-        (Upstream::Http1(pool), UpstreamRequest::Http1(req)) => {
-            match tokio::time::timeout(timeout, h1::send(pool, &endpoint, req)).await {
+    let http2 = cluster.http2.as_ref().and_then(|c| c.get(cx.worker));
+    let sent = match (http2, request) {
+        (_, UpstreamRequest::Http1(req)) => {
+            match tokio::time::timeout(timeout, h1::send(&cluster, &endpoint, cx.worker, req)).await
+            {
                 Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http1)),
                 Ok(Err(e)) => Err(Some(h1_failure(&endpoint, e))),
                 Err(_) => Err(None),
             }
         }
         // Boxed: hyper's pooled client future is large (see UpstreamRequest).
-        (Upstream::Http2(client), UpstreamRequest::Http2(req)) => {
+        (Some(client), UpstreamRequest::Http2(req)) => {
             match tokio::time::timeout(timeout, Box::pin(send_http2(client, &endpoint, *req))).await
             {
                 Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http2)),
@@ -304,9 +298,14 @@ async fn exchange(
                 Err(_) => Err(None),
             }
         }
-        (Upstream::Http1(pool), UpstreamRequest::WebSocket(ws)) => {
+        (_, UpstreamRequest::WebSocket(ws)) => {
             let (prepared, opening) = *ws;
-            match tokio::time::timeout(timeout, h1::upgrade(pool, &endpoint, prepared)).await {
+            match tokio::time::timeout(
+                timeout,
+                h1::upgrade(&cluster, &endpoint, cx.worker, prepared),
+            )
+            .await
+            {
                 Ok(Ok(h1::Upgrade::Refused(r))) => Ok(r.map(UpstreamBody::Http1)),
                 Ok(Ok(h1::Upgrade::Switched {
                     head,
@@ -332,8 +331,8 @@ async fn exchange(
                 Err(_) => Err(None),
             }
         }
-        // The pools are built from the same snapshot as the clusters.
-        _ => Err(Some(ProxyError::NoRoute)),
+        // An HTTP/2 cluster has one client per worker.
+        (None, UpstreamRequest::Http2(_)) => Err(Some(ProxyError::NoRoute)),
     };
     let resp = match sent {
         Ok(resp) => resp,
@@ -344,7 +343,7 @@ async fn exchange(
             });
             if !e.blames_client() {
                 active.record_failure();
-                count_upstream_error(&cx, cluster, &e);
+                count_upstream_error(&cx, &cluster, &e);
             }
             return Ok(finish(
                 &cx,
@@ -367,8 +366,7 @@ async fn exchange(
 /// `fulcrum_upstream_errors_total{cluster, reason}`.
 fn count_upstream_error(cx: &ConnContext, cluster: &Cluster, e: &ProxyError) {
     let (_, reason) = e.classify();
-    cx.snapshot
-        .metrics
+    cx.metrics
         .upstream_errors
         .get_or_create(&ClusterReasonLabels {
             cluster: cluster.name().to_string(),

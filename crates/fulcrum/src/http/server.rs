@@ -4,6 +4,7 @@
 //! after `idle_timeout` with no request in flight.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -11,19 +12,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use super::activity::Activity;
 use super::proxy::{self, ConnContext};
 use super::streams::{StreamExecutor, Streams};
-use super::upstream::Upstream;
 use crate::l4::Refusal;
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{Prefixed, is_trusted, read_header};
-use crate::snapshot::{ListenerState, Snapshot};
-use crate::telemetry::metrics::GaugeGuard;
+use crate::snapshot::{ListenerHandle, ListenerState};
+use crate::telemetry::metrics::{GaugeGuard, Metrics};
 use crate::tls::early::HandshakeState;
+
+/// How long a drain waits for a new connection's first request (see
+/// `serve_http`).
+const FIRST_REQUEST_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One connection's protocol settings; HTTP/2 streams run on `streams`, the
 /// connection's own executor.
@@ -59,25 +62,25 @@ fn connection_builder(
 /// What every connection of one listener on one worker shares.
 #[derive(Clone)]
 pub struct Acceptor {
-    pub snapshot: Arc<Snapshot>,
-    pub state: Arc<ListenerState>,
-    pub clients: Arc<[Upstream]>,
+    pub handle: Arc<ListenerHandle>,
+    pub worker: usize,
+    pub metrics: Arc<Metrics>,
     /// Tracks every connection task so a drain can wait for them.
     pub connections: TaskTracker,
-    pub shutdown: watch::Receiver<bool>,
 }
 
-/// Accepts connections until shutdown begins.
+/// Accepts connections until the listener stops (removed by a reload, or
+/// shutdown). Each connection takes the listener's settings as they are
+/// when it is accepted.
 pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
-    let mut shutdown = acceptor.shutdown.clone();
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = acceptor.handle.stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => admit(stream, peer, &acceptor),
+                Ok((stream, peer)) => admit(stream, peer, acceptor.handle.state(), &acceptor),
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(listener = %acceptor.state.config.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %acceptor.handle.name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -86,8 +89,7 @@ pub async fn accept_loop(listener: TcpListener, acceptor: Acceptor) {
 }
 
 /// Admission (listener `max_connections`, PROXY protocol trust), then serve.
-fn admit(stream: TcpStream, peer: SocketAddr, acceptor: &Acceptor) {
-    let state = &acceptor.state;
+fn admit(stream: TcpStream, peer: SocketAddr, state: Arc<ListenerState>, acceptor: &Acceptor) {
     let Some(permit) = state.connections.try_acquire() else {
         state.metrics.refused(Refusal::MaxConnections.reason());
         tracing::debug!(listener = %state.config.name, %peer, "refused: max_connections reached");
@@ -95,7 +97,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, acceptor: &Acceptor) {
     };
     let trusted = &state.config.accept_proxy_protocol_from;
     if trusted.is_empty() {
-        return serve(stream, peer, Vec::new(), permit, acceptor);
+        return serve(stream, peer, Vec::new(), permit, state, acceptor);
     }
     if !is_trusted(trusted, peer) {
         state.metrics.refused(Refusal::UntrustedSource.reason());
@@ -107,7 +109,6 @@ fn admit(stream: TcpStream, peer: SocketAddr, acceptor: &Acceptor) {
     let tasks = acceptor.connections.clone();
     tasks.spawn(async move {
         let mut stream = stream;
-        let state = &acceptor.state;
         let Ok(local) = stream.local_addr() else { return };
         let read = tokio::time::timeout(
             state.config.inspect_timeout,
@@ -115,7 +116,7 @@ fn admit(stream: TcpStream, peer: SocketAddr, acceptor: &Acceptor) {
         )
         .await;
         match read {
-            Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, &acceptor),
+            Ok(Ok((addrs, rest))) => serve(stream, addrs.source, rest, permit, state, &acceptor),
             Ok(Err(e)) => {
                 state.metrics.refused(Refusal::BadProxyHeader.reason());
                 tracing::debug!(listener = %state.config.name, %peer, error = %e, "PROXY header refused");
@@ -136,10 +137,11 @@ fn serve(
     client: SocketAddr,
     read_ahead: Vec<u8>,
     permit: Permit,
+    state: Arc<ListenerState>,
     acceptor: &Acceptor,
 ) {
     let _ = stream.set_nodelay(true);
-    let metrics = &acceptor.state.metrics;
+    let metrics = &state.metrics;
     metrics.connections.inc();
     let open = GaugeGuard::new(&metrics.active_connections);
     let acceptor = acceptor.clone();
@@ -147,8 +149,8 @@ fn serve(
     tasks.spawn(async move {
         let _permit = permit;
         let io = Prefixed::new(read_ahead, stream);
-        match &acceptor.state.tls {
-            None => serve_http(io, client, None, &acceptor).await,
+        match &state.tls {
+            None => serve_http(io, client, None, &state, &acceptor).await,
             Some(tls) => match tls.accept(io).await {
                 Ok(mut tls_stream) => {
                     let client_cert = tls_stream
@@ -161,10 +163,10 @@ fn serve(
                         client_cert,
                         early_data,
                     };
-                    serve_http(tls_stream, client, Some(info), &acceptor).await
+                    serve_http(tls_stream, client, Some(info), &state, &acceptor).await
                 }
                 Err(reason) => {
-                    tracing::debug!(listener = %acceptor.state.config.name, peer = %client, reason, "TLS handshake failed");
+                    tracing::debug!(listener = %state.config.name, peer = %client, reason, "TLS handshake failed");
                 }
             },
         }
@@ -181,45 +183,55 @@ struct TlsInfo {
 }
 
 /// One HTTP connection until it ends, drains or idles out.
-async fn serve_http<IO>(io: IO, peer: SocketAddr, tls: Option<TlsInfo>, acceptor: &Acceptor)
-where
+async fn serve_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    tls: Option<TlsInfo>,
+    state: &Arc<ListenerState>,
+    acceptor: &Acceptor,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     let (mut streams, executor) = Streams::new();
     let cx = Arc::new(ConnContext {
-        snapshot: acceptor.snapshot.clone(),
-        listener: acceptor.state.clone(),
-        clients: acceptor.clients.clone(),
+        listener: state.clone(),
+        handle: acceptor.handle.clone(),
+        worker: acceptor.worker,
+        metrics: acceptor.metrics.clone(),
         peer,
         client_ip: crate::http::headers::client_ip_value(peer.ip()),
         tls: tls.is_some(),
         early_data: tls.as_ref().and_then(|t| t.early_data.clone()),
         client_cert: tls.and_then(|t| t.client_cert),
-        client_cert_header: acceptor.state.tls.as_ref().map_or_else(
+        client_cert_header: state.tls.as_ref().map_or_else(
             || http::HeaderName::from_static(crate::config::defaults::CLIENT_CERT_HEADER),
             |t| t.client_cert_header().clone(),
         ),
-        hsts: acceptor.state.tls.as_ref().and_then(|t| t.hsts().cloned()),
+        hsts: state.tls.as_ref().and_then(|t| t.hsts().cloned()),
         activity: activity.clone(),
         streams: executor.clone(),
     });
-    let idle_timeout = acceptor.state.config.idle_timeout;
-    let mut shutdown = acceptor.shutdown.clone();
+    let idle_timeout = state.config.idle_timeout;
     // `handle` returns its future boxed: hyper moves the service future
     // several times on its way into the stream it drives, and a 16-byte box
     // moves instead (memmove was 10 % of CPU on h2c before; 20.8 -> 17.3 us
     // per request).
     let service = service_fn(move |req| proxy::handle(cx.clone(), req));
-    let builder = connection_builder(&acceptor.state, executor);
+    let builder = connection_builder(state, executor);
     // Boxed (not pinned on the stack) so it can be dropped before the
     // remaining streams are finished. With upgrades: an HTTP/1.1 connection
     // whose request got a 101 is handed to its WebSocket tunnel, which then
     // runs among `streams`.
     let mut conn = Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     let idle = activity.idle(idle_timeout);
-    let drain = shutdown.changed();
+    let drain = acceptor.handle.stop.cancelled();
     tokio::pin!(idle, drain);
+    // A drain that finds the connection before its first request waits a
+    // little for it: the client may have sent it already (a connection
+    // accepted as a drain or an upgrade begins), and closing with it unread
+    // would reset the connection instead of answering.
+    let mut first_request_grace: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut closing = false;
     let result = std::future::poll_fn(|cx| {
         // Streams first, so the frames they queue go out in this same poll
@@ -228,7 +240,14 @@ where
         for _ in 0..4 {
             streams.poll_progress(cx);
             if !closing {
-                let why = if drain.as_mut().poll(cx).is_ready() {
+                if first_request_grace.is_none() && drain.as_mut().poll(cx).is_ready() {
+                    first_request_grace = Some(Box::pin(tokio::time::sleep(FIRST_REQUEST_GRACE)));
+                }
+                let drain_now = match first_request_grace.as_mut() {
+                    Some(grace) => activity.started_any() || grace.as_mut().poll(cx).is_ready(),
+                    None => false,
+                };
+                let why = if drain_now {
                     Some("drain")
                 } else if idle.as_mut().poll(cx).is_ready() {
                     Some("idle timeout")
@@ -246,7 +265,9 @@ where
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
-            if !streams.has_new() {
+            // Again if that poll started the first request a drain waits for.
+            let drain_waits = !closing && first_request_grace.is_some() && activity.started_any();
+            if !streams.has_new() && !drain_waits {
                 break;
             }
         }

@@ -171,7 +171,7 @@ pub struct Switched {
     pub stream: Stream,
     pub read_ahead: BytesMut,
     /// Keeps the upstream connection counted as open.
-    pub open: GaugeGuard,
+    pub open: crate::cluster::pool::Open,
     pub endpoint: String,
     pub idle_timeout: std::time::Duration,
     pub metrics: WebSocketMetrics,

@@ -3,21 +3,11 @@
 
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 
 use super::Refusal;
 use crate::cluster::{ActiveFlow, Cluster, Endpoint};
 use crate::telemetry::metrics::GaugeGuard;
-
-/// Cluster-level connection handles (`upstream_connections`,
-/// `upstream_active_connections`), resolved once per worker.
-#[derive(Clone, Debug)]
-pub struct ClusterConnMetrics {
-    pub opened: Counter,
-    pub active: Gauge,
-}
 
 /// An upstream connection with what it holds: the flow's slot in the
 /// endpoint's load count and the cluster's open-connection gauge.
@@ -29,11 +19,8 @@ pub struct Upstream {
     _open: GaugeGuard,
 }
 
-pub async fn connect(
-    cluster: &Cluster,
-    hash: Option<u64>,
-    metrics: &ClusterConnMetrics,
-) -> Result<Upstream, Refusal> {
+pub async fn connect(cluster: &Cluster, hash: Option<u64>) -> Result<Upstream, Refusal> {
+    let metrics = &cluster.connections;
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     for _ in 0..cluster.config.connect_attempts {
         let Some(endpoint) = cluster.pick_untried(fastrand::u64(..), hash, &tried) else {

@@ -7,58 +7,54 @@ use std::sync::Arc;
 
 use fulcrum_wire::proxy_protocol;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use super::Refusal;
-use super::connect::{ClusterConnMetrics, Upstream, connect};
+use super::connect::{Upstream, connect};
 use super::copy::{self, Outcome};
 use crate::config::{ListenerProtocol, ProxyProtocolVersion};
 use crate::limit::Permit;
 use crate::listener::proxy_protocol::{FlowAddrs, is_trusted, read_header};
-use crate::snapshot::{ListenerState, Snapshot};
+use crate::snapshot::{ListenerHandle, ListenerState};
 use crate::telemetry::metrics::{GaugeGuard, ListenerFlowMetrics};
 
 /// What every flow of one L4 listener on one worker shares.
 #[derive(Clone)]
 pub struct L4Acceptor {
-    pub snapshot: Arc<Snapshot>,
-    pub state: Arc<ListenerState>,
-    /// Per cluster, indexed like `snapshot.clusters`.
-    pub cluster_metrics: Arc<[ClusterConnMetrics]>,
+    pub handle: Arc<ListenerHandle>,
     pub connections: TaskTracker,
-    pub shutdown: watch::Receiver<bool>,
 }
 
-/// Accepts until shutdown begins; open flows carry on (the worker's drain
-/// waits for them up to `drain_timeout`).
+/// Accepts until the listener stops (removed by a reload, or shutdown);
+/// open flows carry on (the worker's drain waits for them up to
+/// `drain_timeout`). Each flow takes the listener's settings as they are
+/// when it is accepted, and its route table when it is set up.
 pub async fn accept_loop(listener: TcpListener, acceptor: L4Acceptor) {
-    let mut shutdown = acceptor.shutdown.clone();
-    let Some(metrics) = acceptor.state.metrics.flows.clone() else {
-        tracing::error!(listener = %acceptor.state.config.name, "L4 listener without flow metrics; not accepting");
-        return;
-    };
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = acceptor.handle.stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let state = acceptor.handle.state();
+                    let Some(metrics) = state.metrics.flows.clone() else {
+                        tracing::error!(listener = %state.config.name, "L4 listener without flow metrics; not accepting");
+                        return;
+                    };
                     // Admission before spawning: past the cap the connection
                     // is closed at once and costs no task.
-                    let Some(permit) = acceptor.state.connections.try_acquire() else {
-                        acceptor.state.metrics.refused(Refusal::MaxConnections.reason());
-                        tracing::debug!(listener = %acceptor.state.config.name, %peer, "refused: max_connections reached");
+                    let Some(permit) = state.connections.try_acquire() else {
+                        state.metrics.refused(Refusal::MaxConnections.reason());
+                        tracing::debug!(listener = %state.config.name, %peer, "refused: max_connections reached");
                         drop(stream);
                         continue;
                     };
-                    let acceptor = acceptor.clone();
-                    let metrics = metrics.clone();
-                    acceptor.connections.clone().spawn(async move {
-                        flow(stream, peer, permit, &acceptor, &metrics).await;
+                    let handle = acceptor.handle.clone();
+                    acceptor.connections.spawn(async move {
+                        flow(stream, peer, permit, &state, &handle, &metrics).await;
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(listener = %acceptor.state.config.name, error = %e, "accept failed");
+                    tracing::warn!(listener = %acceptor.handle.name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -70,15 +66,15 @@ async fn flow(
     mut stream: TcpStream,
     peer: SocketAddr,
     _permit: Permit,
-    acceptor: &L4Acceptor,
+    state: &ListenerState,
+    handle: &ListenerHandle,
     metrics: &ListenerFlowMetrics,
 ) {
     let started = crate::clock::now();
-    let state = &acceptor.state;
     state.metrics.connections.inc();
     let _open = GaugeGuard::new(&state.metrics.active_connections);
     let _ = stream.set_nodelay(true);
-    let (addrs, upstream, initial) = match set_up(&mut stream, peer, acceptor).await {
+    let (addrs, upstream, initial) = match set_up(&mut stream, peer, state, handle).await {
         Ok(ready) => ready,
         Err(refusal) => {
             state.metrics.refused(refusal.reason());
@@ -117,9 +113,10 @@ async fn flow(
 async fn set_up(
     stream: &mut TcpStream,
     peer: SocketAddr,
-    acceptor: &L4Acceptor,
+    state: &ListenerState,
+    handle: &ListenerHandle,
 ) -> Result<(FlowAddrs, Upstream, Vec<u8>), Refusal> {
-    let config = &acceptor.state.config;
+    let config = &state.config;
     let local = stream.local_addr().map_err(|_| Refusal::ClientClosed)?;
     let (addrs, mut initial) = if config.accept_proxy_protocol_from.is_empty() {
         (
@@ -142,7 +139,7 @@ async fn set_up(
             Ok(Ok(read)) => read,
         }
     };
-    let cluster_index = match config.protocol {
+    let server_name = match config.protocol {
         ListenerProtocol::TlsPassthrough => {
             let hello = tokio::time::timeout(
                 config.inspect_timeout,
@@ -150,29 +147,26 @@ async fn set_up(
             )
             .await
             .map_err(|_| Refusal::InspectTimeout)??;
-            acceptor
-                .state
-                .router
-                .route(hello.server_name.as_deref(), "/")
-                .map(|r| r.cluster_index)
-                .or(config.cluster.as_ref().map(|c| c.index))
-                .ok_or(Refusal::NoRoute)?
+            Some(hello.server_name)
         }
-        _ => config
-            .cluster
-            .as_ref()
-            .map(|c| c.index)
-            .ok_or(Refusal::NoRoute)?,
+        _ => None,
     };
-    let cluster = acceptor
-        .snapshot
-        .clusters
-        .get(cluster_index)
-        .ok_or(Refusal::NoRoute)?;
-    let cluster_metrics = acceptor
-        .cluster_metrics
-        .get(cluster_index)
-        .ok_or(Refusal::NoRoute)?;
+    // The flow's one read of the current config.
+    let cluster = {
+        let table = handle.routes();
+        let index = match &server_name {
+            Some(sni) => table
+                .router
+                .route(sni.as_deref(), "/")
+                .map(|r| r.cluster_index)
+                .or(table.default_cluster),
+            None => table.default_cluster,
+        };
+        index
+            .and_then(|i| table.cluster(i))
+            .ok_or(Refusal::NoRoute)?
+            .clone()
+    };
     let permit = cluster
         .flows
         .try_acquire()
@@ -185,7 +179,7 @@ async fn set_up(
             super::IPPROTO_TCP,
         )
     });
-    let mut upstream = connect(cluster, hash, cluster_metrics).await?;
+    let mut upstream = connect(&cluster, hash).await?;
     upstream.cluster_permit = Some(permit);
     if let Some(version) = cluster.config.proxy_protocol {
         let header = match version {

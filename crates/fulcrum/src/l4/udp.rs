@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::net::UdpSocket;
 
 use super::tcp::L4Acceptor;
-use crate::cluster::{ActiveFlow, Cluster};
+use crate::cluster::ActiveFlow;
 use crate::limit::Permit;
 use crate::telemetry::metrics::{GaugeGuard, ListenerFlowMetrics};
 
@@ -38,19 +38,11 @@ type Sessions = Arc<Mutex<HashMap<SocketAddr, Arc<Session>>>>;
 
 /// Receives datagrams until shutdown begins; sessions then finish on their own.
 pub async fn serve(socket: UdpSocket, acceptor: L4Acceptor) {
-    let Some(metrics) = acceptor.state.metrics.flows.clone() else {
+    let state = acceptor.handle.state();
+    let Some(metrics) = state.metrics.flows.clone() else {
         return;
     };
-    let config = &acceptor.state.config;
-    let Some(cluster) = config
-        .cluster
-        .as_ref()
-        .and_then(|c| acceptor.snapshot.clusters.get(c.index))
-        .cloned()
-    else {
-        tracing::error!(listener = %config.name, "UDP listener without a cluster; not serving");
-        return;
-    };
+    let config = &state.config;
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -60,11 +52,10 @@ pub async fn serve(socket: UdpSocket, acceptor: L4Acceptor) {
     };
     let socket = Arc::new(socket);
     let sessions: Sessions = Arc::default();
-    let mut shutdown = acceptor.shutdown.clone();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, client) = tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = acceptor.handle.stop.cancelled() => break,
             received = socket.recv_from(&mut buf) => match received {
                 Ok(r) => r,
                 Err(e) => {
@@ -78,11 +69,7 @@ pub async fn serve(socket: UdpSocket, acceptor: L4Acceptor) {
         let existing = lock(&sessions).get(&client).cloned();
         let session = match existing {
             Some(s) => s,
-            None => match open(
-                &acceptor, &cluster, &metrics, &socket, &sessions, client, local,
-            )
-            .await
-            {
+            None => match open(&acceptor, &metrics, &socket, &sessions, client, local).await {
                 Ok(s) => s,
                 Err(reason) => {
                     metrics.dropped(reason);
@@ -120,23 +107,26 @@ fn lock(sessions: &Sessions) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, Ar
     sessions.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Opens a session for `client`: admission, pick, a connected upstream
-/// socket, and the task that relays replies until the session idles out.
+/// Opens a session for `client`: admission, pick (from the listener's
+/// current settings and route table), a connected upstream socket, and the
+/// task that relays replies until the session idles out.
 async fn open(
     acceptor: &L4Acceptor,
-    cluster: &Arc<Cluster>,
     metrics: &ListenerFlowMetrics,
     socket: &Arc<UdpSocket>,
     sessions: &Sessions,
     client: SocketAddr,
     local: SocketAddr,
 ) -> Result<Arc<Session>, &'static str> {
-    let config = &acceptor.state.config;
-    let permit = acceptor
-        .state
-        .connections
-        .try_acquire()
-        .ok_or("max_sessions")?;
+    let state = acceptor.handle.state();
+    let config = &state.config;
+    let cluster = acceptor
+        .handle
+        .routes()
+        .default()
+        .cloned()
+        .ok_or("no_healthy_upstream")?;
+    let permit = state.connections.try_acquire().ok_or("max_sessions")?;
     let hash = cluster
         .config
         .policy
@@ -167,7 +157,7 @@ async fn open(
         client,
         metrics: metrics.clone(),
         idle_timeout: config.idle_timeout,
-        shutdown: acceptor.shutdown.clone(),
+        stop: acceptor.handle.stop.clone(),
         _permit: permit,
     };
     acceptor.connections.spawn(relay.run());
@@ -192,12 +182,13 @@ struct Relay {
     client: SocketAddr,
     metrics: ListenerFlowMetrics,
     idle_timeout: Duration,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The listener's stop: sessions then end once quiet for `DRAIN_QUIET`.
+    stop: tokio_util::sync::CancellationToken,
     _permit: Permit,
 }
 
 impl Relay {
-    async fn run(mut self) {
+    async fn run(self) {
         let started = crate::clock::now();
         let _open = GaugeGuard::new(&self.metrics.udp_active_sessions);
         let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -228,7 +219,7 @@ impl Relay {
                     }
                 },
                 () = idle => break,
-                _ = self.shutdown.changed(), if quiet != DRAIN_QUIET => {
+                _ = self.stop.cancelled(), if quiet != DRAIN_QUIET => {
                     quiet = quiet.min(DRAIN_QUIET);
                 }
             }

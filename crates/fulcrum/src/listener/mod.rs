@@ -61,6 +61,27 @@ impl BoundSocket {
             BoundSocket::Datagram(s) => s.local_addr(),
         }
     }
+
+    /// Another descriptor for the same socket (dup): the socket stays open
+    /// while either is, which is what lets a successor process take it over.
+    pub fn try_clone(&self) -> io::Result<BoundSocket> {
+        Ok(match self {
+            BoundSocket::Stream(s) => BoundSocket::Stream(s.try_clone()?),
+            BoundSocket::Datagram(s) => BoundSocket::Datagram(s.try_clone()?),
+        })
+    }
+
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            BoundSocket::Stream(s) => s.as_fd(),
+            BoundSocket::Datagram(s) => s.as_fd(),
+        }
+    }
+
+    pub fn is_datagram(&self) -> bool {
+        matches!(self, BoundSocket::Datagram(_))
+    }
 }
 
 /// Binds `count` UDP sockets to `address` with SO_REUSEPORT: the kernel

@@ -1,26 +1,23 @@
-//! One worker thread: a single-threaded tokio runtime, its own listening
-//! sockets and its own upstream pools.
+//! One worker thread: a single-threaded tokio runtime that accepts on the
+//! sockets the control side hands it (at start and whenever a reload adds
+//! a listener) and serves their connections.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::Shared;
+use crate::control::{Serve, Shared};
 use crate::http::server::{Acceptor, accept_loop};
-use crate::http::upstream::{Upstream, upstream_for};
-use crate::l4::connect::ClusterConnMetrics;
 use crate::l4::tcp::L4Acceptor;
 use crate::listener::BoundSocket;
-use crate::telemetry::metrics::ClusterLabels;
 
 pub fn run(
     id: usize,
-    sockets: Vec<BoundSocket>,
+    mut commands: UnboundedReceiver<Serve>,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-    drain_timeout: Duration,
+    shutdown: CancellationToken,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -33,67 +30,55 @@ pub fn run(
         }
     };
     rt.block_on(async move {
-        let snapshot = shared.snapshot.load_full();
-        let clients: Arc<[Upstream]> = snapshot.clusters.iter().map(|c| upstream_for(c, &shared.metrics)).collect();
         let connections = TaskTracker::new();
-        let mut accepting = Vec::new();
-        let cluster_metrics: Arc<[ClusterConnMetrics]> = snapshot
-            .clusters
-            .iter()
-            .map(|c| {
-                let labels = ClusterLabels { cluster: c.config.name.clone() };
-                ClusterConnMetrics {
-                    opened: shared.metrics.upstream_connections.get_or_create(&labels).clone(),
-                    active: shared.metrics.upstream_active_connections.get_or_create(&labels).clone(),
-                }
-            })
-            .collect();
-        for (socket, state) in sockets.into_iter().zip(snapshot.listeners.iter()) {
+        let accepting = TaskTracker::new();
+        loop {
+            let serve = tokio::select! {
+                serve = commands.recv() => serve,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(Serve { handle, socket }) = serve else {
+                break;
+            };
+            let name = handle.name.clone();
             let l4 = L4Acceptor {
-                snapshot: snapshot.clone(),
-                state: state.clone(),
-                cluster_metrics: cluster_metrics.clone(),
+                handle: handle.clone(),
                 connections: connections.clone(),
-                shutdown: shutdown.clone(),
             };
-            let task = match socket {
+            let refused = |e: std::io::Error| {
+                tracing::error!(worker = id, listener = %name, error = %e, "cannot use listening socket");
+            };
+            match socket {
                 BoundSocket::Datagram(socket) => match tokio::net::UdpSocket::from_std(socket) {
-                    Ok(socket) => tokio::spawn(crate::l4::udp::serve(socket, l4)),
-                    Err(e) => {
-                        tracing::error!(worker = id, listener = %state.config.name, error = %e, "cannot use listening socket");
-                        continue;
+                    Ok(socket) => {
+                        accepting.spawn(crate::l4::udp::serve(socket, l4));
                     }
+                    Err(e) => refused(e),
                 },
-                BoundSocket::Stream(socket) => {
-                    let listener = match tokio::net::TcpListener::from_std(socket) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            tracing::error!(worker = id, listener = %state.config.name, error = %e, "cannot use listening socket");
-                            continue;
-                        }
-                    };
-                    if state.config.protocol.is_l4() {
-                        tokio::spawn(crate::l4::tcp::accept_loop(listener, l4))
-                    } else {
-                        let acceptor = Acceptor {
-                            snapshot: snapshot.clone(),
-                            state: state.clone(),
-                            clients: clients.clone(),
-                            connections: connections.clone(),
-                            shutdown: shutdown.clone(),
-                        };
-                        tokio::spawn(accept_loop(listener, acceptor))
+                BoundSocket::Stream(socket) => match tokio::net::TcpListener::from_std(socket) {
+                    Ok(listener) if handle.state().config.protocol.is_l4() => {
+                        accepting.spawn(crate::l4::tcp::accept_loop(listener, l4));
                     }
-                }
-            };
-            accepting.push(task);
+                    Ok(listener) => {
+                        let acceptor = Acceptor {
+                            handle,
+                            worker: id,
+                            metrics: shared.metrics.clone(),
+                            connections: connections.clone(),
+                        };
+                        accepting.spawn(accept_loop(listener, acceptor));
+                    }
+                    Err(e) => refused(e),
+                },
+            }
         }
-        for task in accepting {
-            let _ = task.await;
-        }
-        // Accepting has stopped; every connection saw the same shutdown signal and is closing.
+        // Every listener's stop is a child of `shutdown`: the accept loops
+        // end, and every connection saw the same signal and is closing.
+        accepting.close();
+        accepting.wait().await;
         connections.close();
         let open = connections.len();
+        let drain_timeout = shared.snapshot.load().config.runtime.drain_timeout;
         if tokio::time::timeout(drain_timeout, connections.wait()).await.is_err() {
             tracing::warn!(worker = id, open, "drain timeout reached; closing remaining connections");
         }

@@ -88,6 +88,12 @@ pub struct CertificateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HealthCheckLabels {
     pub cluster: String,
     pub endpoint: String,
@@ -116,6 +122,15 @@ pub struct Metrics {
     pub health_checks: Family<HealthCheckLabels, Counter>,
     pub endpoint_healthy: Family<EndpointLabels, Gauge>,
     pub health_transitions: Family<HealthCheckLabels, Counter>,
+    pub endpoint_draining: Family<EndpointLabels, Gauge>,
+    pub endpoint_eligible: Family<EndpointLabels, Gauge>,
+    pub endpoint_drain_duration: Family<ClusterLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    // Live configuration.
+    pub config_reloads: Family<ResultLabels, Counter>,
+    pub config_generation: Gauge,
+    pub config_last_reload_timestamp: Gauge,
+    pub config_last_reload_success: Gauge,
+    pub admin_unauthorized: Counter,
     // L4 (tcp, udp, tls_passthrough listeners and the clusters they use).
     pub downstream_refused: Family<ListenerReasonLabels, Counter>,
     pub downstream_received_bytes: Family<ListenerLabels, Counter>,
@@ -170,6 +185,14 @@ impl Metrics {
             health_checks: Family::default(),
             endpoint_healthy: Family::default(),
             health_transitions: Family::default(),
+            endpoint_draining: Family::default(),
+            endpoint_eligible: Family::default(),
+            endpoint_drain_duration: Family::new_with_constructor(LatencyHistogram::flows),
+            config_reloads: Family::default(),
+            config_generation: Gauge::default(),
+            config_last_reload_timestamp: Gauge::default(),
+            config_last_reload_success: Gauge::default(),
+            admin_unauthorized: Counter::default(),
             downstream_refused: Family::default(),
             downstream_received_bytes: Family::default(),
             downstream_sent_bytes: Family::default(),
@@ -250,8 +273,48 @@ impl Metrics {
         );
         registry.register(
             "endpoint_healthy",
-            "1 if the endpoint receives traffic, 0 if health checks ejected it",
+            "1 unless active health checks ejected the endpoint",
             m.endpoint_healthy.clone(),
+        );
+        registry.register(
+            "endpoint_draining",
+            "1 while an operator drains the endpoint (no new requests; in-flight ones finish)",
+            m.endpoint_draining.clone(),
+        );
+        registry.register(
+            "endpoint_eligible",
+            "1 if the endpoint takes new requests (healthy and not draining)",
+            m.endpoint_eligible.clone(),
+        );
+        registry.register(
+            "endpoint_drain_duration_seconds",
+            "Time from the start of an endpoint's drain until its last in-flight request or flow finished",
+            m.endpoint_drain_duration.clone(),
+        );
+        registry.register(
+            "config_reload",
+            "Whole-config reloads (SIGHUP, POST /reload, file watch), by result (success, failure); a failed reload changes nothing",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_generation",
+            "Generation of the config in force: 1 at start, +1 per applied reload",
+            m.config_generation.clone(),
+        );
+        registry.register(
+            "config_last_reload_timestamp_seconds",
+            "When the last reload was attempted, Unix seconds (0: none yet)",
+            m.config_last_reload_timestamp.clone(),
+        );
+        registry.register(
+            "config_last_reload_success",
+            "1 if the last reload attempt was applied (or none was made yet), 0 if it was refused",
+            m.config_last_reload_success.clone(),
+        );
+        registry.register(
+            "admin_unauthorized",
+            "Admin write actions refused: a missing or wrong bearer token, or no token configured off loopback",
+            m.admin_unauthorized.clone(),
         );
         registry.register(
             "health_transitions",
@@ -407,6 +470,8 @@ pub struct EndpointMetrics {
     pub duration: LatencyHistogram,
     pub active_requests: Gauge,
     pub healthy: Gauge,
+    pub draining: Gauge,
+    pub eligible: Gauge,
     /// Present when an L4 listener uses the cluster, so HTTP-only endpoints
     /// export no empty flow series.
     pub flows: Option<EndpointFlowMetrics>,
@@ -443,6 +508,8 @@ impl EndpointMetrics {
             duration: m.upstream_request_duration.get_or_create(&labels).clone(),
             active_requests: m.upstream_active_requests.get_or_create(&labels).clone(),
             healthy: m.endpoint_healthy.get_or_create(&labels).clone(),
+            draining: m.endpoint_draining.get_or_create(&labels).clone(),
+            eligible: m.endpoint_eligible.get_or_create(&labels).clone(),
             flows: l4.then(|| EndpointFlowMetrics {
                 flows: m.upstream_flows.get_or_create(&labels).clone(),
                 active_flows: m.upstream_active_flows.get_or_create(&labels).clone(),
@@ -451,6 +518,26 @@ impl EndpointMetrics {
                 sent_bytes: m.upstream_sent_bytes.get_or_create(&labels).clone(),
                 received_bytes: m.upstream_received_bytes.get_or_create(&labels).clone(),
             }),
+        }
+    }
+}
+
+/// A cluster's upstream connection handles (`upstream_connections`,
+/// `upstream_active_connections`), resolved when the snapshot is built.
+#[derive(Clone, Debug)]
+pub struct ConnectionMetrics {
+    pub opened: Counter,
+    pub active: Gauge,
+}
+
+impl ConnectionMetrics {
+    pub fn new(m: &Metrics, cluster: &str) -> Self {
+        let labels = ClusterLabels {
+            cluster: cluster.to_string(),
+        };
+        Self {
+            opened: m.upstream_connections.get_or_create(&labels).clone(),
+            active: m.upstream_active_connections.get_or_create(&labels).clone(),
         }
     }
 }

@@ -10,7 +10,6 @@ pub mod resolver;
 pub mod session;
 pub mod tickets;
 pub mod upstream;
-pub mod watch;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -39,11 +38,11 @@ use crate::telemetry::histogram::LatencyHistogram;
 use crate::telemetry::metrics::{
     CertificateLabels, ListenerLabels, ListenerReasonLabels, Metrics, TlsHandshakeLabels,
 };
+use crate::watch::WatchedFiles;
 use certificate::{CertificateError, LoadedCertificate};
 use resolver::SniResolver;
 use session::{BoundCache, BoundTickets, SessionContext};
 use tickets::KeyFileTicketer;
-use watch::WatchedFiles;
 
 /// Resumable sessions kept per worker process for session-ID resumption
 /// (TLS 1.2 clients without tickets). NGINX's `ssl_session_cache

@@ -27,12 +27,12 @@ use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::watch::WatchedFiles;
 use super::{TlsSetupError, provider};
 use crate::config::{ClusterConfig, UpstreamProtocol, UpstreamTlsConfig};
 use crate::telemetry::metrics::{
     ClusterLabels, ClusterReasonLabels, ClusterTlsHandshakeLabels, Metrics,
 };
+use crate::watch::WatchedFiles;
 
 /// The rustls client side for one cluster: verification (`ca`, the system
 /// roots, or none with `insecure_skip_verify`), the client certificate, and

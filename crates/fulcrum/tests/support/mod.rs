@@ -316,6 +316,8 @@ pub struct Proxy {
     pub listeners: HashMap<String, SocketAddr>,
     pub admin: SocketAddr,
     pub log: PathBuf,
+    /// The file it was started with.
+    pub config: PathBuf,
 }
 
 static CONFIG_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -345,11 +347,17 @@ pub fn write_config(text: &str) -> PathBuf {
 
 impl Proxy {
     pub fn start(config: &str) -> Proxy {
+        Proxy::start_with(config, &[])
+    }
+
+    /// `fulcrum run --config FILE` with more arguments (`--upgrade`).
+    pub fn start_with(config: &str, args: &[&str]) -> Proxy {
         let path = write_config(config);
         let log = path.with_extension("log");
         let mut child = Command::new(fulcrum_bin())
             .args(["run", "--config"])
             .arg(&path)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -393,7 +401,22 @@ impl Proxy {
             listeners,
             admin,
             log,
+            config: path,
         }
+    }
+
+    /// Replaces the config file the proxy was started with (a reload reads it).
+    pub fn rewrite_config(&self, text: &str) {
+        std::fs::write(&self.config, text).unwrap();
+    }
+
+    /// Sends SIGHUP (by PID, to this process only): reload the config.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// The address of the listener called `name`.
@@ -550,6 +573,24 @@ pub async fn eventually(what: &str, mut f: impl AsyncFnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("gave up waiting for: {what}");
+}
+
+/// POSTs to the admin API (a write action), with a bearer token if given;
+/// returns the status and body.
+pub async fn admin_post(proxy: &Proxy, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = Request::post(proxy.admin_url(path));
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let reply = send(&h1_client(), req.body(empty()).unwrap()).await;
+    (reply.status.as_u16(), reply.body)
+}
+
+/// The generation of the config in force (admin `/config`).
+pub async fn config_generation(proxy: &Proxy) -> u64 {
+    let reply = get(&h1_client(), &proxy.admin_url("/config")).await;
+    let v: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
+    v["generation"].as_u64().unwrap()
 }
 
 /// GET the admin `/clusters` JSON.

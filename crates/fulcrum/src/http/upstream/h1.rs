@@ -12,16 +12,14 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, Response, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::task::JoinHandle;
 use tokio_util::io::poll_read_buf;
@@ -29,11 +27,12 @@ use tokio_util::io::poll_read_buf;
 use super::codec::{
     self, BodyFraming, Chunk, ChunkedDecoder, CodecError, RequestFraming, ResponseHead,
 };
-use crate::cluster::transport::{ConnectError, Stream, Transport};
+use crate::cluster::pool::{Conn, Open};
+use crate::cluster::transport::{ConnectError, Stream};
 use crate::cluster::{Cluster, Endpoint};
 use crate::http::body::{ClientBody, ClientBodyError};
 use crate::http::headers::remove_forbidden_trailers;
-use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
+use crate::telemetry::metrics::GaugeGuard;
 
 /// First read buffer for a response: a typical head and small body fit.
 const HEAD_BUFFER: usize = 8 * 1024;
@@ -57,98 +56,37 @@ pub enum UpstreamError {
     ClientBody(ClientBodyError),
 }
 
-/// One open upstream connection, counted in
-/// `fulcrum_upstream_active_connections` while it lives.
+/// Where a response's connection goes back when its body ends: this
+/// worker's list of warm connections to the endpoint it came from.
 #[derive(Debug)]
-struct Conn {
-    stream: Stream,
-    _open: GaugeGuard,
-}
-
-#[derive(Debug)]
-struct Idle {
-    conn: Conn,
-    since: Instant,
-}
-
-/// Idle connections of one cluster on one worker, per endpoint. Only that
-/// worker's tasks touch it, so the mutexes are never contended; they exist
-/// because tasks must be `Send`.
-#[derive(Debug)]
-pub struct H1Pool {
-    idle: Box<[Mutex<Vec<Idle>>]>,
-    transport: Arc<Transport>,
+struct Home {
+    endpoint: Arc<Endpoint>,
+    worker: usize,
     idle_timeout: Duration,
-    active: Gauge,
-    opened: Counter,
 }
 
-impl H1Pool {
-    pub fn new(cluster: &Cluster, metrics: &Metrics) -> Self {
-        let labels = ClusterLabels {
-            cluster: cluster.config.name.clone(),
-        };
-        Self {
-            idle: cluster
-                .endpoints
-                .iter()
-                .map(|_| Mutex::new(Vec::new()))
-                .collect(),
-            transport: cluster.transport.clone(),
-            idle_timeout: cluster.config.idle_timeout,
-            active: metrics
-                .upstream_active_connections
-                .get_or_create(&labels)
-                .clone(),
-            opened: metrics.upstream_connections.get_or_create(&labels).clone(),
-        }
-    }
+/// This worker's most recent warm connection to `endpoint` made with the
+/// cluster's current transport, if any.
+fn checkout(cluster: &Cluster, endpoint: &Endpoint, worker: usize) -> Option<Conn> {
+    endpoint
+        .idle
+        .checkout(worker, cluster.transport.id(), cluster.config.idle_timeout)
+}
 
-    /// The most recently used live connection to `endpoint`, if any (LIFO
-    /// keeps few connections warm and lets the rest expire).
-    fn checkout(&self, endpoint: usize) -> Option<Conn> {
-        let slot = self.idle.get(endpoint)?;
-        let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(mut entry) = idle.pop() {
-            if crate::clock::elapsed(entry.since) < self.idle_timeout
-                && entry.conn.stream.still_open()
-            {
-                return Some(entry.conn);
-            }
-        }
-        None
-    }
-
-    fn checkin(&self, endpoint: usize, conn: Conn) {
-        let Some(slot) = self.idle.get(endpoint) else {
-            return;
-        };
-        let mut idle = slot.lock().unwrap_or_else(|p| p.into_inner());
-        // The oldest entries sit at the front; drop the expired ones now so
-        // a quiet endpoint does not hold sockets for ever.
-        let expired = idle
-            .iter()
-            .take_while(|e| crate::clock::elapsed(e.since) >= self.idle_timeout)
-            .count();
-        idle.drain(..expired);
-        idle.push(Idle {
-            conn,
-            since: crate::clock::now(),
-        });
-    }
-
-    async fn connect(&self, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
-        let stream = self
-            .transport
-            .connect(endpoint.address)
-            .await
-            .map_err(UpstreamError::Connect)?;
-        self.opened.inc();
-        Ok(Conn {
-            stream,
-            _open: GaugeGuard::new(&self.active),
-        })
-    }
+async fn connect(cluster: &Cluster, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
+    let stream = cluster
+        .transport
+        .connect(endpoint.address)
+        .await
+        .map_err(UpstreamError::Connect)?;
+    cluster.connections.opened.inc();
+    Ok(Conn {
+        stream,
+        open: Open::new(
+            GaugeGuard::new(&cluster.connections.active),
+            cluster.transport.id(),
+        ),
+    })
 }
 
 /// A request ready for the wire: its head already encoded, so the async
@@ -222,8 +160,9 @@ impl Prepared {
 /// Sends `req` to `endpoint` and returns once the response head has
 /// arrived; the body streams from the returned response.
 pub async fn send(
-    pool: &Arc<H1Pool>,
-    endpoint: &Endpoint,
+    cluster: &Cluster,
+    endpoint: &Arc<Endpoint>,
+    worker: usize,
     req: Prepared,
 ) -> Result<Response<H1Body>, UpstreamError> {
     let Prepared {
@@ -238,7 +177,7 @@ pub async fn send(
         // ago (the race every keep-alive pool has): when it fails before a
         // single response byte, the bodiless request is sent once more on a
         // new connection, as hyper and Envoy do.
-        let reused = match pool.checkout(endpoint.index) {
+        let reused = match checkout(cluster, endpoint, worker) {
             Some(conn) => match exchange(conn, &head, &method).await {
                 Ok(done) => Some(done),
                 Err(Failure::BeforeResponse(_)) => None,
@@ -249,15 +188,14 @@ pub async fn send(
         let (conn, response, buf) = match reused {
             Some(done) => done,
             None => {
-                let conn = pool.connect(endpoint).await?;
+                let conn = connect(cluster, endpoint).await?;
                 exchange(conn, &head, &method)
                     .await
                     .map_err(Failure::into_error)?
             }
         };
         return Ok(respond(
-            pool,
-            endpoint.index,
+            home(cluster, endpoint, worker),
             Reader::Whole(conn),
             response,
             buf,
@@ -267,11 +205,11 @@ pub async fn send(
     // With a body: a separate task uploads it while this one reads the
     // response, so an upstream that answers (or echoes) before the upload
     // ends never deadlocks against it.
-    let conn = match pool.checkout(endpoint.index) {
+    let conn = match checkout(cluster, endpoint, worker) {
         Some(conn) => conn,
-        None => pool.connect(endpoint).await?,
+        None => connect(cluster, endpoint).await?,
     };
-    let Conn { stream, _open } = conn;
+    let Conn { stream, open } = conn;
     let (mut read, write) = tokio::io::split(stream);
     let (client_failed, failed) = tokio::sync::oneshot::channel();
     let upload = Upload(tokio::spawn(upload(
@@ -294,13 +232,8 @@ pub async fn send(
         Ok(e) = failed => return Err(UpstreamError::ClientBody(e)),
     };
     Ok(respond(
-        pool,
-        endpoint.index,
-        Reader::Split {
-            read,
-            upload,
-            _open,
-        },
+        home(cluster, endpoint, worker),
+        Reader::Split { read, upload, open },
         response,
         buf,
     ))
@@ -315,7 +248,7 @@ pub enum Upgrade {
         stream: Stream,
         read_ahead: BytesMut,
         /// Keeps the connection counted as open while the tunnel lives.
-        open: GaugeGuard,
+        open: Open,
     },
     /// Any other response: the origin refused, and this is an ordinary
     /// response (its connection is pooled afterwards if it may be).
@@ -326,11 +259,12 @@ pub enum Upgrade {
 /// in its head) on a new connection: a switched connection never returns
 /// to the pool, so it is not taken from it either.
 pub async fn upgrade(
-    pool: &Arc<H1Pool>,
-    endpoint: &Endpoint,
+    cluster: &Cluster,
+    endpoint: &Arc<Endpoint>,
+    worker: usize,
     req: Prepared,
 ) -> Result<Upgrade, UpstreamError> {
-    let Conn { mut stream, _open } = pool.connect(endpoint).await?;
+    let Conn { mut stream, open } = connect(cluster, endpoint).await?;
     stream
         .write_all(&req.head)
         .await
@@ -348,13 +282,12 @@ pub async fn upgrade(
             head: resp,
             stream,
             read_ahead: buf,
-            open: _open,
+            open,
         });
     }
-    let conn = Conn { stream, _open };
+    let conn = Conn { stream, open };
     Ok(Upgrade::Refused(respond(
-        pool,
-        endpoint.index,
+        home(cluster, endpoint, worker),
         Reader::Whole(conn),
         head,
         buf,
@@ -517,7 +450,7 @@ enum Reader {
     Split {
         read: ReadHalf<Stream>,
         upload: Upload,
-        _open: GaugeGuard,
+        open: Open,
     },
 }
 
@@ -542,7 +475,7 @@ impl Reader {
             Reader::Split {
                 read,
                 mut upload,
-                _open,
+                open,
             } => {
                 let write = upload.finished()?;
                 if !read.is_pair_of(&write) {
@@ -550,20 +483,22 @@ impl Reader {
                 }
                 Some(Conn {
                     stream: read.unsplit(write),
-                    _open,
+                    open,
                 })
             }
         }
     }
 }
 
-fn respond(
-    pool: &Arc<H1Pool>,
-    endpoint: usize,
-    reader: Reader,
-    head: ResponseHead,
-    buf: BytesMut,
-) -> Response<H1Body> {
+fn home(cluster: &Cluster, endpoint: &Arc<Endpoint>, worker: usize) -> Home {
+    Home {
+        endpoint: endpoint.clone(),
+        worker,
+        idle_timeout: cluster.config.idle_timeout,
+    }
+}
+
+fn respond(home: Home, reader: Reader, head: ResponseHead, buf: BytesMut) -> Response<H1Body> {
     let framing = match head.framing {
         BodyFraming::None | BodyFraming::Length(0) => Framing::Done,
         BodyFraming::Length(n) => Framing::Length(n),
@@ -575,8 +510,7 @@ fn respond(
         buf,
         framing,
         keep_alive: head.keep_alive,
-        pool: pool.clone(),
-        endpoint,
+        home,
     };
     if matches!(body.framing, Framing::Done) {
         body.release();
@@ -605,8 +539,7 @@ pub struct H1Body {
     buf: BytesMut,
     framing: Framing,
     keep_alive: bool,
-    pool: Arc<H1Pool>,
-    endpoint: usize,
+    home: Home,
 }
 
 impl H1Body {
@@ -622,7 +555,10 @@ impl H1Body {
             && self.buf.is_empty()
             && let Some(conn) = reader.into_reusable()
         {
-            self.pool.checkin(self.endpoint, conn);
+            let home = &self.home;
+            home.endpoint
+                .idle
+                .checkin(home.worker, conn, home.idle_timeout);
         }
     }
 

@@ -1,8 +1,9 @@
-//! Upstream connection pools, one set per cluster per worker, so pools are
-//! never shared across threads (no lock contention, like NGINX workers and
-//! Envoy's per-worker pools). HTTP/1.1 clusters use fulcrum's own client
-//! ([`h1`]: keep-alive pools, no task per connection); `protocol = "http2"`
-//! clusters multiplex requests with hyper's client (h2c, or h2 over TLS).
+//! Upstream connection pools, per worker, so pools are never shared across
+//! threads (no lock contention, like NGINX workers and Envoy's per-worker
+//! pools). HTTP/1.1 clusters use fulcrum's own client ([`h1`]: keep-alive
+//! connections kept by their endpoint, no task per connection);
+//! `protocol = "http2"` clusters multiplex requests with hyper's client (h2c,
+//! or h2 over TLS), one per cluster per worker.
 //! Both connect through the cluster's [`Transport`] (TCP, or TLS over it).
 
 pub mod codec;
@@ -24,43 +25,27 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::body::RequestBody;
-use crate::cluster::Cluster;
 use crate::cluster::transport::{ConnectError, Stream, Transport};
-use crate::config::UpstreamProtocol;
-use crate::telemetry::metrics::{ClusterLabels, GaugeGuard, Metrics};
+use crate::config::ClusterConfig;
+use crate::telemetry::metrics::{ConnectionMetrics, GaugeGuard};
 
 pub type Http2Client = Client<CountingConnector, RequestBody>;
 
-/// One cluster's upstream client on one worker.
-#[derive(Debug, Clone)]
-pub enum Upstream {
-    Http1(Arc<h1::H1Pool>),
-    Http2(Box<Http2Client>),
-}
-
-pub fn upstream_for(cluster: &Cluster, metrics: &Metrics) -> Upstream {
-    match cluster.config.protocol {
-        UpstreamProtocol::Http1 => Upstream::Http1(Arc::new(h1::H1Pool::new(cluster, metrics))),
-        UpstreamProtocol::Http2 => Upstream::Http2(Box::new(http2_client(cluster, metrics))),
-    }
-}
-
-fn http2_client(cluster: &Cluster, metrics: &Metrics) -> Http2Client {
-    let labels = ClusterLabels {
-        cluster: cluster.config.name.clone(),
-    };
+/// One worker's pooled HTTP/2 client for a `protocol = "http2"` cluster.
+pub fn http2_client(
+    cluster: &ClusterConfig,
+    transport: &Arc<Transport>,
+    connections: &ConnectionMetrics,
+) -> Http2Client {
     let connector = CountingConnector {
-        transport: cluster.transport.clone(),
-        active: metrics
-            .upstream_active_connections
-            .get_or_create(&labels)
-            .clone(),
-        opened: metrics.upstream_connections.get_or_create(&labels).clone(),
+        transport: transport.clone(),
+        active: connections.active.clone(),
+        opened: connections.opened.clone(),
     };
     Client::builder(TokioExecutor::new())
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(cluster.config.idle_timeout)
+        .pool_idle_timeout(cluster.idle_timeout)
         .http2_only(true)
         .build(connector)
 }

@@ -1,6 +1,7 @@
-//! The files a TLS side re-reads when they change on disk. Polled by the
-//! control thread by modification time: no inotify dependency, and it also
-//! sees files replaced by rename, as Kubernetes does with secrets.
+//! Files fulcrum re-reads when they change on disk (TLS certificates, keys
+//! and CA bundles; the config with `watch_config`). Polled by the control
+//! thread by modification time: no inotify dependency, and it also sees
+//! files replaced by rename, as Kubernetes does with secrets and configmaps.
 
 use std::path::PathBuf;
 use std::sync::Mutex;

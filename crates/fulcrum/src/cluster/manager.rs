@@ -1,0 +1,498 @@
+//! The one owner of endpoint eligibility: a pure state machine, driven by
+//! `(now, event)`, that decides which endpoints of each cluster may take new
+//! requests and with what weight.
+//!
+//! Everything that can take an endpoint out of rotation is an event here
+//! (an active check result, an operator's drain, and later outlier ejection
+//! and slow-start ticks), never a flag some task flips on the endpoint: one
+//! place decides, so two causes cannot undo each other (a health check
+//! passing must not put a drained endpoint back). The control side
+//! ([`crate::control`]) feeds it and publishes what it decides; it has no
+//! clock, socket or lock of its own, so the tests below drive it with a fake
+//! clock.
+//!
+//! State is keyed by cluster name and endpoint address, so it survives a
+//! config reload for every endpoint that is in both configs.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::health::HealthState;
+use crate::config::ClusterConfig;
+
+/// Why an endpoint takes no new requests. More than one can hold at once;
+/// the endpoint is eligible only when none does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ineligible {
+    /// Failed its active health checks (`unhealthy_threshold` in a row).
+    pub unhealthy: bool,
+    /// An operator drains it: in-flight requests finish, no new ones start.
+    pub draining: bool,
+}
+
+impl Ineligible {
+    pub fn any(self) -> bool {
+        self.unhealthy || self.draining
+    }
+
+    /// The reasons as the admin API and logs name them.
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.unhealthy {
+            names.push("unhealthy");
+        }
+        if self.draining {
+            names.push("draining");
+        }
+        names
+    }
+}
+
+/// What the manager decided for one endpoint: published with the cluster's
+/// assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointStatus {
+    pub address: SocketAddr,
+    /// The weight the balancer uses (the configured one today; slow start
+    /// will ramp it).
+    pub weight: u32,
+    pub ineligible: Ineligible,
+    /// When the current drain began.
+    pub draining_since: Option<Instant>,
+}
+
+impl EndpointStatus {
+    pub fn is_eligible(&self) -> bool {
+        !self.ineligible.any()
+    }
+}
+
+/// Something that may change an endpoint's eligibility.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One active health check finished.
+    CheckResult {
+        cluster: String,
+        address: SocketAddr,
+        success: bool,
+    },
+    /// Stop sending new requests; in-flight ones finish.
+    Drain {
+        cluster: String,
+        address: SocketAddr,
+    },
+    Undrain {
+        cluster: String,
+        address: SocketAddr,
+    },
+    /// A draining endpoint was seen with nothing in flight.
+    Drained {
+        cluster: String,
+        address: SocketAddr,
+    },
+}
+
+/// A change worth a log line and a metric; `republish` says whether the
+/// cluster's assignment must be rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    BecameHealthy,
+    BecameUnhealthy,
+    DrainStarted,
+    /// The last in-flight request of a draining endpoint finished `took`
+    /// after the drain began (the "drain time" SLO).
+    DrainFinished {
+        took: Duration,
+    },
+    Undrained,
+}
+
+impl Transition {
+    /// Whether the endpoint's eligibility may have changed.
+    pub fn republish(&self) -> bool {
+        !matches!(self, Transition::DrainFinished { .. })
+    }
+}
+
+/// An event named a cluster or endpoint the current config does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownTarget {
+    #[error("no cluster named \"{0}\"")]
+    Cluster(String),
+    #[error("cluster \"{cluster}\" has no endpoint {address}")]
+    Endpoint {
+        cluster: String,
+        address: SocketAddr,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Manager {
+    clusters: HashMap<String, ClusterState>,
+}
+
+#[derive(Debug, Clone)]
+struct ClusterState {
+    /// In config order, so statuses line up with `ClusterConfig::endpoints`.
+    endpoints: Vec<EndpointState>,
+}
+
+#[derive(Debug, Clone)]
+struct EndpointState {
+    address: SocketAddr,
+    weight: u32,
+    /// `None` when the cluster has no active check.
+    health: Option<HealthState>,
+    drain: Option<Drain>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    since: Instant,
+    finished: bool,
+}
+
+impl Manager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a (new) config: endpoints present before keep their health and
+    /// drain state, new ones start healthy (HAProxy's default; the first
+    /// check runs at once), removed ones are forgotten. A changed weight
+    /// applies; changed thresholds apply to the next results.
+    pub fn configure(&mut self, clusters: &[ClusterConfig]) {
+        let mut old = std::mem::take(&mut self.clusters);
+        for c in clusters {
+            let mut previous: HashMap<SocketAddr, EndpointState> = old
+                .remove(&c.name)
+                .map(|s| s.endpoints.into_iter().map(|e| (e.address, e)).collect())
+                .unwrap_or_default();
+            let thresholds = c
+                .health_check
+                .as_ref()
+                .map(|h| (h.healthy_threshold, h.unhealthy_threshold));
+            let endpoints = c
+                .endpoints
+                .iter()
+                .map(|e| {
+                    let kept = previous.remove(&e.address);
+                    let health = thresholds.map(|(rise, fall)| {
+                        let mut h = HealthState::new(rise, fall);
+                        if let Some(was) = kept.as_ref().and_then(|k| k.health.as_ref()) {
+                            h.carry_over(was);
+                        }
+                        h
+                    });
+                    EndpointState {
+                        address: e.address,
+                        weight: e.weight,
+                        health,
+                        drain: kept.and_then(|k| k.drain),
+                    }
+                })
+                .collect();
+            self.clusters
+                .insert(c.name.clone(), ClusterState { endpoints });
+        }
+    }
+
+    /// Applies one event. `Ok(None)`: nothing changed.
+    pub fn handle(
+        &mut self,
+        now: Instant,
+        event: &Event,
+    ) -> Result<Option<Transition>, UnknownTarget> {
+        let (cluster, address) = match event {
+            Event::CheckResult {
+                cluster, address, ..
+            }
+            | Event::Drain { cluster, address }
+            | Event::Undrain { cluster, address }
+            | Event::Drained { cluster, address } => (cluster, *address),
+        };
+        let state = self
+            .clusters
+            .get_mut(cluster)
+            .ok_or_else(|| UnknownTarget::Cluster(cluster.clone()))?;
+        let endpoint = state
+            .endpoints
+            .iter_mut()
+            .find(|e| e.address == address)
+            .ok_or_else(|| UnknownTarget::Endpoint {
+                cluster: cluster.clone(),
+                address,
+            })?;
+        Ok(match event {
+            Event::CheckResult { success, .. } => {
+                let flipped = endpoint.health.as_mut().and_then(|h| h.observe(*success));
+                flipped.map(|healthy| {
+                    if healthy {
+                        Transition::BecameHealthy
+                    } else {
+                        Transition::BecameUnhealthy
+                    }
+                })
+            }
+            Event::Drain { .. } => match endpoint.drain {
+                Some(_) => None,
+                None => {
+                    endpoint.drain = Some(Drain {
+                        since: now,
+                        finished: false,
+                    });
+                    Some(Transition::DrainStarted)
+                }
+            },
+            Event::Undrain { .. } => endpoint.drain.take().map(|_| Transition::Undrained),
+            Event::Drained { .. } => match &mut endpoint.drain {
+                Some(d) if !d.finished => {
+                    d.finished = true;
+                    Some(Transition::DrainFinished {
+                        took: now.saturating_duration_since(d.since),
+                    })
+                }
+                _ => None,
+            },
+        })
+    }
+
+    /// What is decided for each endpoint of `cluster`, in config order.
+    pub fn statuses(&self, cluster: &str) -> Vec<EndpointStatus> {
+        self.clusters.get(cluster).map_or_else(Vec::new, |c| {
+            c.endpoints
+                .iter()
+                .map(|e| EndpointStatus {
+                    address: e.address,
+                    weight: e.weight,
+                    ineligible: Ineligible {
+                        unhealthy: e.health.as_ref().is_some_and(|h| !h.is_healthy()),
+                        draining: e.drain.is_some(),
+                    },
+                    draining_since: e.drain.map(|d| d.since),
+                })
+                .collect()
+        })
+    }
+
+    /// Draining endpoints whose in-flight requests have not all finished
+    /// yet: the control side watches their counts and reports `Drained`.
+    pub fn drains_in_progress(&self) -> Vec<(String, SocketAddr)> {
+        self.clusters
+            .iter()
+            .flat_map(|(name, c)| {
+                c.endpoints
+                    .iter()
+                    .filter(|e| e.drain.is_some_and(|d| !d.finished))
+                    .map(move |e| (name.clone(), e.address))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// One cluster from real config text, so defaults are the real ones.
+    fn cluster(name: &str, ports: &[(u16, u32)], check: bool) -> ClusterConfig {
+        let endpoints: Vec<String> = ports
+            .iter()
+            .map(|(port, weight)| {
+                format!("{{ address = \"127.0.0.1:{port}\", weight = {weight} }}")
+            })
+            .collect();
+        let check = if check {
+            "health_check = { type = \"tcp\", healthy_threshold = 2, unhealthy_threshold = 2 }"
+        } else {
+            ""
+        };
+        let src = format!(
+            "[[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:1\"\n[[listeners.routes]]\ncluster = \"{name}\"\n\
+             [[clusters]]\nname = \"{name}\"\nendpoints = [{}]\n{check}\n",
+            endpoints.join(", ")
+        );
+        crate::config::parse("t.toml", &src)
+            .unwrap()
+            .clusters
+            .remove(0)
+    }
+
+    fn check(cluster: &str, port: u16, success: bool) -> Event {
+        Event::CheckResult {
+            cluster: cluster.into(),
+            address: addr(port),
+            success,
+        }
+    }
+
+    fn eligible(m: &Manager, cluster: &str) -> Vec<u16> {
+        m.statuses(cluster)
+            .iter()
+            .filter(|s| s.is_eligible())
+            .map(|s| s.address.port())
+            .collect()
+    }
+
+    #[test]
+    fn check_results_eject_and_restore_after_their_thresholds() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        assert_eq!(eligible(&m, "web"), [1, 2], "endpoints start healthy");
+        assert_eq!(m.handle(t0, &check("web", 1, false)), Ok(None));
+        assert_eq!(
+            m.handle(t0, &check("web", 1, false)),
+            Ok(Some(Transition::BecameUnhealthy))
+        );
+        assert_eq!(eligible(&m, "web"), [2]);
+        assert_eq!(m.statuses("web")[0].ineligible.names(), ["unhealthy"]);
+        m.handle(t0, &check("web", 1, true)).unwrap();
+        assert_eq!(
+            m.handle(t0, &check("web", 1, true)),
+            Ok(Some(Transition::BecameHealthy))
+        );
+        assert_eq!(eligible(&m, "web"), [1, 2]);
+    }
+
+    #[test]
+    fn a_passing_check_does_not_undo_a_drain() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        let drain = Event::Drain {
+            cluster: "web".into(),
+            address: addr(1),
+        };
+        assert_eq!(m.handle(t0, &drain), Ok(Some(Transition::DrainStarted)));
+        assert_eq!(m.handle(t0, &drain), Ok(None), "draining twice is a no-op");
+        for _ in 0..5 {
+            m.handle(t0, &check("web", 1, true)).unwrap();
+        }
+        assert_eq!(eligible(&m, "web"), [2]);
+        // Unhealthy while draining: both reasons are reported.
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        assert_eq!(
+            m.statuses("web")[0].ineligible.names(),
+            ["unhealthy", "draining"]
+        );
+        let undrain = Event::Undrain {
+            cluster: "web".into(),
+            address: addr(1),
+        };
+        assert_eq!(m.handle(t0, &undrain), Ok(Some(Transition::Undrained)));
+        assert_eq!(
+            eligible(&m, "web"),
+            [2],
+            "still unhealthy after the undrain"
+        );
+    }
+
+    #[test]
+    fn a_drain_finishes_once_with_its_duration() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        let ev = |e: fn(String, SocketAddr) -> Event| e("web".into(), addr(1));
+        m.handle(
+            t0,
+            &ev(|cluster, address| Event::Drain { cluster, address }),
+        )
+        .unwrap();
+        assert_eq!(m.drains_in_progress(), [("web".to_string(), addr(1))]);
+        let drained = ev(|cluster, address| Event::Drained { cluster, address });
+        let later = t0 + Duration::from_millis(1500);
+        assert_eq!(
+            m.handle(later, &drained),
+            Ok(Some(Transition::DrainFinished {
+                took: Duration::from_millis(1500)
+            }))
+        );
+        assert_eq!(m.handle(later, &drained), Ok(None));
+        assert!(m.drains_in_progress().is_empty());
+        assert!(
+            !Transition::DrainFinished {
+                took: Duration::ZERO
+            }
+            .republish()
+        );
+        assert_eq!(m.statuses("web")[0].draining_since, Some(t0));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_endpoints_it_keeps() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[
+            cluster("web", &[(1, 1), (2, 1)], true),
+            cluster("api", &[(3, 1)], false),
+        ]);
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        m.handle(
+            t0,
+            &Event::Drain {
+                cluster: "web".into(),
+                address: addr(2),
+            },
+        )
+        .unwrap();
+        // One failure toward ejecting endpoint 4 is not carried anywhere: it is new.
+        // The reload changes weights, adds an endpoint, removes a cluster.
+        m.configure(&[cluster("web", &[(2, 5), (1, 3), (4, 1)], true)]);
+        let statuses = m.statuses("web");
+        let by_port = |p: u16| statuses.iter().find(|s| s.address.port() == p).unwrap();
+        assert!(by_port(1).ineligible.unhealthy, "still ejected");
+        assert!(by_port(2).ineligible.draining, "still draining");
+        assert_eq!(by_port(2).weight, 5, "the new weight applies");
+        assert!(by_port(4).is_eligible(), "a new endpoint starts healthy");
+        assert_eq!(eligible(&m, "web"), [4]);
+        assert_eq!(
+            m.handle(t0, &check("api", 3, true)),
+            Err(UnknownTarget::Cluster("api".into()))
+        );
+        // The ejected endpoint still needs its full healthy streak.
+        m.handle(t0, &check("web", 1, true)).unwrap();
+        assert_eq!(eligible(&m, "web"), [4]);
+        m.handle(t0, &check("web", 1, true)).unwrap();
+        assert_eq!(eligible(&m, "web"), [1, 4]);
+    }
+
+    #[test]
+    fn removing_the_check_makes_an_ejected_endpoint_eligible() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1)], true)]);
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        m.handle(t0, &check("web", 1, false)).unwrap();
+        assert!(eligible(&m, "web").is_empty());
+        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        assert_eq!(eligible(&m, "web"), [1]);
+        assert_eq!(m.handle(t0, &check("web", 1, false)), Ok(None));
+    }
+
+    #[test]
+    fn unknown_endpoints_are_errors_not_panics() {
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        assert_eq!(
+            m.handle(
+                crate::clock::now(),
+                &Event::Drain {
+                    cluster: "web".into(),
+                    address: addr(9)
+                }
+            ),
+            Err(UnknownTarget::Endpoint {
+                cluster: "web".into(),
+                address: addr(9)
+            })
+        );
+    }
+}
