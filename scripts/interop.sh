@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real-client interop: drives the fulcrum binary with curl (HTTP/1.1 and
-# HTTP/2 prior knowledge), h2load and Python websockets. Everything runs on loopback; every
+# HTTP/2 prior knowledge), h2load (also across 40 config reloads and a
+# SIGTERM) and Python websockets. Everything runs on loopback; every
 # process started here is stopped by PID; every load run is bounded by count.
 set -euo pipefail
 BIN=${1:-target/release/fulcrum}
@@ -55,6 +56,9 @@ curl -sS --fail "http://$ADMIN/metrics" | grep -q '^fulcrum_upstream_requests_to
 curl -sS --fail "http://$ADMIN/ready" >/dev/null || fail "/ready not 200"
 curl -sS --fail "http://$ADMIN/clusters" | grep -q '"healthy": true' || fail "/clusters shows no healthy endpoint"
 pass "admin: /metrics /ready /clusters"
+
+# Reloads and SIGTERM under h2load, with the demo as the origin.
+bash scripts/interop_reload.sh "$BIN" "$LB"
 
 kill -TERM "$DEMO"
 wait "$DEMO" && rc=0 || rc=$?

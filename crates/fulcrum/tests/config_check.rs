@@ -33,7 +33,7 @@ endpoints = [{ address = "10.0.0.1:80", weight = 0 }]
     let expected = format!(
         "error: {file}:5:11: listeners[0].routes[0].cluster: route points to cluster \"web\", which is not defined\n  help: defined clusters are: api\n\
          error: {file}:9:10: clusters[0].policy: unknown balancing policy \"roundrobin\"\n  help: did you mean \"round_robin\"?\n\
-         error: {file}:10:50: clusters[0].endpoints[0].weight: weight 0 is out of range\n  help: weights start at 1; to take an endpoint out of rotation, remove it (draining comes with hot reload)\n\
+         error: {file}:10:50: clusters[0].endpoints[0].weight: weight 0 is out of range\n  help: weights start at 1; to take an endpoint out of rotation, drain it (POST /clusters/NAME/endpoints/ADDRESS/drain on the admin API) or remove it and reload\n\
          3 problems in {file}\n"
     );
     assert_eq!(stderr, expected);

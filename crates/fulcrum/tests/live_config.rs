@@ -438,14 +438,15 @@ async fn twenty_reloads_under_load_fail_no_request_and_cut_no_flow() {
         raw.addr
     );
     let (a, b, c) = (backends[0].addr, backends[1].addr, backends[2].addr);
-    // Odd: app on a and b, r on c, an extra listener. Even: app on a and c,
-    // r on a, no extra listener.
+    // Odd: app on a and b, r on c, an extra listener to an extra cluster x.
+    // Even: app on a and c, r on a, no extra listener or cluster.
     let version = |i: usize| {
         if i % 2 == 1 {
             config(
                 &[a, b],
                 &format!(
-                    "{}{tcp}[[listeners]]\nname = \"extra\"\naddress = \"127.0.0.1:0\"\n[[listeners.routes]]\ncluster = \"app\"\n",
+                    "{}{tcp}[[listeners]]\nname = \"extra\"\naddress = \"127.0.0.1:0\"\n[[listeners.routes]]\ncluster = \"x\"\n\
+                     [[clusters]]\nname = \"x\"\nendpoints = [{{ address = \"{b}\" }}]\n",
                     cluster_r(c)
                 ),
             )
@@ -521,4 +522,30 @@ async fn twenty_reloads_under_load_fail_no_request_and_cut_no_flow() {
     for backend in &backends {
         assert!(backend.hits() > 0, "{} got requests", backend.name);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_config_reloads_when_the_file_changes() {
+    let a = Backend::start("a", Behavior::Echo);
+    let b = Backend::start("b", Behavior::Echo);
+    let watched = |to| {
+        config(&[a.addr], &cluster_r(to)).replace(
+            "shutdown_delay = \"0s\"\n",
+            "shutdown_delay = \"0s\"\nwatch_config = true\n",
+        )
+    };
+    let proxy = Proxy::start(&watched(a.addr));
+    let client = h1_client();
+    assert_eq!(get(&client, &proxy.url("public", "/r/x")).await.body, "a");
+    proxy.rewrite_config(&watched(b.addr));
+    eventually("the changed file is reloaded", async || {
+        config_generation(&proxy).await == 2
+    })
+    .await;
+    assert_eq!(get(&client, &proxy.url("public", "/r/x")).await.body, "b");
+    assert!(
+        proxy.logs().contains("why=\"config file changed\""),
+        "{}",
+        proxy.logs()
+    );
 }

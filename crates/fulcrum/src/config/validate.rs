@@ -1216,7 +1216,7 @@ fn endpoint(c: &mut Collector<'_>, at: &str, s: &EndpointSection) -> Option<Endp
         Some(w) if (1..=MAX_WEIGHT).contains(w.get_ref()) => Some(*w.get_ref() as u32),
         Some(w) => {
             let help = if *w.get_ref() == 0 {
-                "weights start at 1; to take an endpoint out of rotation, remove it (draining comes with hot reload)".to_string()
+                "weights start at 1; to take an endpoint out of rotation, drain it (POST /clusters/NAME/endpoints/ADDRESS/drain on the admin API) or remove it and reload".to_string()
             } else {
                 format!("use a weight from 1 to {MAX_WEIGHT}")
             };
