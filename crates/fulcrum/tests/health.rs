@@ -1,5 +1,6 @@
 //! Active health checks: ejection when a backend stops, return when it comes
-//! back, 503 when none is healthy, HTTP status ranges and TCP checks.
+//! back, panic mode when too few pass (fail open), 503 when none is healthy
+//! and panic mode is off, HTTP status ranges and TCP checks.
 
 mod support;
 
@@ -79,9 +80,12 @@ async fn stopped_backend_is_ejected_and_returns_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn all_unhealthy_is_503_with_reason() {
+async fn all_unhealthy_is_503_with_reason_when_panic_mode_is_off() {
     let mut a = Backend::start("a", Behavior::Echo);
-    let proxy = Proxy::start(&config("type = \"tcp\"", &[&a]));
+    let proxy = Proxy::start(&config("type = \"tcp\"", &[&a]).replace(
+        "policy = \"round_robin\"",
+        "policy = \"round_robin\"\npanic_threshold = 0",
+    ));
     a.stop();
     eventually("a ejected", async || healthy_flags(&proxy).await == [false]).await;
     let r = get(&h1_client(), &proxy.url("public", "/")).await;
@@ -95,20 +99,62 @@ async fn all_unhealthy_is_503_with_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn http_check_fails_on_unexpected_status() {
+async fn a_check_failing_everywhere_puts_the_cluster_in_panic_and_traffic_still_flows() {
     let a = Backend::start("a", Behavior::Echo);
     let b = Backend::start("b", Behavior::Echo);
-    // The backend answers /status/503 with 503: outside the expected 200-299.
+    let c = Backend::start("c", Behavior::Echo);
+    // A deep check that fails on every endpoint at once (a shared
+    // dependency is down, say): the backends answer /status/503 with 503,
+    // outside the expected 200-299, yet serve ordinary requests fine.
     let proxy = Proxy::start(&config(
         "path = \"/status/503\"\nexpected_statuses = [\"200-299\"]",
-        &[&a, &b],
+        &[&a, &b, &c],
     ));
-    eventually("both ejected", async || {
-        healthy_flags(&proxy).await == [false, false]
+    eventually("all ejected", async || {
+        healthy_flags(&proxy).await == [false, false, false]
     })
     .await;
     let metrics = get(&h1_client(), &proxy.admin_url("/metrics")).await.body;
     assert!(metrics.contains(r#"result="failure"}"#), "{metrics}");
+    // Below panic_threshold (default 50 %): fail open, to all of them.
+    let client = h1_client();
+    for _ in 0..9 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    // Probes count as hits too: count the requests for "/".
+    let served = |b: &Backend| {
+        b.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path == "/")
+            .count()
+    };
+    assert_eq!(
+        (served(&a), served(&b), served(&c)),
+        (3, 3, 3),
+        "round robin over all three"
+    );
+    let state = clusters(&proxy).await;
+    assert_eq!(state["clusters"][0]["panic"], true, "{state}");
+    assert_eq!(
+        proxy_metric(&proxy, "fulcrum_cluster_panic{cluster=\"app\"}").await,
+        1.0
+    );
+    assert_eq!(
+        proxy_metric(
+            &proxy,
+            "fulcrum_cluster_panic_entries_total{cluster=\"app\"}"
+        )
+        .await,
+        1.0
+    );
+    assert!(
+        proxy.logs().contains("cluster in panic mode"),
+        "{}",
+        proxy.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -253,6 +253,8 @@ fn clusters(shared: &Shared, control: &Mutex<Control>) -> serde_json::Value {
                 "policy": c.config.policy.name(),
                 "protocol": c.config.protocol,
                 "healthy_endpoints": c.eligible_count(),
+                "panic": c.in_panic(),
+                "panic_threshold": c.config.panic_threshold,
                 "active_flows": c.flows.active(),
                 "max_connections": c.config.max_connections,
                 "endpoints": endpoints,

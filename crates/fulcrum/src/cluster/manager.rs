@@ -66,6 +66,16 @@ impl EndpointStatus {
     pub fn is_eligible(&self) -> bool {
         !self.ineligible.any()
     }
+
+    /// Whether the balancer may pick it: eligible, or, in panic mode, any
+    /// endpoint not drained by an operator (panic never undoes a drain).
+    pub fn is_routable(&self, panic: bool) -> bool {
+        if panic {
+            !self.ineligible.draining
+        } else {
+            self.is_eligible()
+        }
+    }
 }
 
 /// Something that may change an endpoint's eligibility.
@@ -136,6 +146,8 @@ pub struct Manager {
 struct ClusterState {
     /// In config order, so statuses line up with `ClusterConfig::endpoints`.
     endpoints: Vec<EndpointState>,
+    /// Percent; 0: panic mode off.
+    panic_threshold: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -193,8 +205,13 @@ impl Manager {
                     }
                 })
                 .collect();
-            self.clusters
-                .insert(c.name.clone(), ClusterState { endpoints });
+            self.clusters.insert(
+                c.name.clone(),
+                ClusterState {
+                    endpoints,
+                    panic_threshold: c.panic_threshold,
+                },
+            );
         }
     }
 
@@ -274,6 +291,26 @@ impl Manager {
                 })
                 .collect()
         })
+    }
+
+    /// Panic mode (Envoy's healthy panic threshold): fewer than
+    /// `panic_threshold` percent of the endpoints an operator has not
+    /// drained are eligible, so the cluster balances over all of those
+    /// instead of crushing the few left (fail open). A cluster drained
+    /// entirely is not in panic: nothing is meant to take traffic.
+    pub fn in_panic(&self, cluster: &str) -> bool {
+        let Some(c) = self.clusters.get(cluster) else {
+            return false;
+        };
+        let considered: Vec<&EndpointState> =
+            c.endpoints.iter().filter(|e| e.drain.is_none()).collect();
+        let eligible = considered
+            .iter()
+            .filter(|e| e.health.as_ref().is_none_or(HealthState::is_healthy))
+            .count();
+        c.panic_threshold > 0
+            && !considered.is_empty()
+            && (eligible as u64) * 100 < u64::from(c.panic_threshold) * considered.len() as u64
     }
 
     /// Draining endpoints whose in-flight requests have not all finished
@@ -475,6 +512,50 @@ mod tests {
         m.configure(&[cluster("web", &[(1, 1)], false)]);
         assert_eq!(eligible(&m, "web"), [1]);
         assert_eq!(m.handle(t0, &check("web", 1, false)), Ok(None));
+    }
+
+    #[test]
+    fn panic_mode_starts_below_the_threshold_and_ignores_drained_endpoints() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        // Four endpoints, checks ejecting after two failures, threshold 50 %.
+        m.configure(&[cluster("web", &[(1, 1), (2, 1), (3, 1), (4, 1)], true)]);
+        let eject = |m: &mut Manager, port| {
+            m.handle(t0, &check("web", port, false)).unwrap();
+            m.handle(t0, &check("web", port, false)).unwrap();
+        };
+        eject(&mut m, 1);
+        eject(&mut m, 2);
+        assert!(!m.in_panic("web"), "2 of 4 is not below 50 %");
+        eject(&mut m, 3);
+        assert!(m.in_panic("web"), "1 of 4 is");
+        let statuses = m.statuses("web");
+        assert!(
+            statuses.iter().all(|s| s.is_routable(true)),
+            "panic routes to all"
+        );
+        assert_eq!(statuses.iter().filter(|s| s.is_routable(false)).count(), 1);
+        // A drained endpoint counts neither way and stays out even in panic.
+        m.handle(
+            t0,
+            &Event::Drain {
+                cluster: "web".into(),
+                address: addr(1),
+            },
+        )
+        .unwrap();
+        assert!(m.in_panic("web"), "1 of 3 undrained");
+        assert!(!m.statuses("web")[0].is_routable(true));
+        m.handle(t0, &check("web", 2, true)).unwrap();
+        m.handle(t0, &check("web", 2, true)).unwrap();
+        assert!(!m.in_panic("web"), "2 of 3 undrained are eligible");
+        // Threshold 0 turns it off.
+        let mut off = cluster("web", &[(1, 1), (2, 1)], true);
+        off.panic_threshold = 0;
+        m.configure(&[off]);
+        eject(&mut m, 1);
+        eject(&mut m, 2);
+        assert!(!m.in_panic("web"));
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Assignment {
     /// Indices into `Cluster::endpoints`.
     pub eligible: Vec<usize>,
     balancer: Arc<dyn Balancer>,
+    /// Panic mode: `eligible` holds every endpoint not drained, healthy or not.
+    pub panic: bool,
 }
 
 /// Live load of the eligible endpoints, in the balancer's index space.
@@ -94,11 +96,15 @@ impl LoadView for EligibleLoad<'_> {
 }
 
 impl Cluster {
-    /// `statuses` is the cluster manager's decision, lined up with
-    /// `parts.config.endpoints`.
-    pub fn new(parts: ClusterParts, statuses: &[EndpointStatus]) -> Self {
-        let assignment =
-            ArcSwap::from_pointee(Self::assign(&parts.config, &parts.endpoints, statuses));
+    /// `statuses` and `panic` are the cluster manager's decision, statuses
+    /// lined up with `parts.config.endpoints`.
+    pub fn new(parts: ClusterParts, statuses: &[EndpointStatus], panic: bool) -> Self {
+        let assignment = ArcSwap::from_pointee(Self::assign(
+            &parts.config,
+            &parts.endpoints,
+            statuses,
+            panic,
+        ));
         Self {
             config: parts.config,
             endpoints: parts.endpoints,
@@ -118,9 +124,10 @@ impl Cluster {
         config: &ClusterConfig,
         endpoints: &[Arc<Endpoint>],
         statuses: &[EndpointStatus],
+        panic: bool,
     ) -> Assignment {
         let eligible: Vec<usize> = (0..endpoints.len())
-            .filter(|&i| statuses.get(i).is_some_and(|s| s.is_eligible()))
+            .filter(|&i| statuses.get(i).is_some_and(|s| s.is_routable(panic)))
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|&i| statuses[i].weight).collect();
         // Hashing policies place endpoints by address, so every instance with
@@ -137,7 +144,11 @@ impl Cluster {
             tracing::error!(cluster = %config.name, error = %e, "cannot build the balancer; using random");
             fulcrum_balance::build_seeded(Policy::Random, &weights, seed)
         });
-        Assignment { balancer, eligible }
+        Assignment {
+            balancer,
+            eligible,
+            panic,
+        }
     }
 
     /// Picks an endpoint for one request; `None` when no endpoint is eligible.
@@ -189,13 +200,20 @@ impl Cluster {
 
     /// Publishes the manager's new decision for this cluster: one new
     /// assignment, swapped in whole (control side only).
-    pub fn publish(&self, statuses: &[EndpointStatus]) {
+    pub fn publish(&self, statuses: &[EndpointStatus], panic: bool) {
         self.record_statuses(statuses);
         self.assignment.store(Arc::new(Self::assign(
             &self.config,
             &self.endpoints,
             statuses,
+            panic,
         )));
+    }
+
+    /// Whether the cluster balances over every undrained endpoint because
+    /// too few are eligible (panic mode).
+    pub fn in_panic(&self) -> bool {
+        self.assignment.load().panic
     }
 
     /// Writes the decision into the endpoints (for the admin API and the

@@ -100,3 +100,8 @@ pub const TLS_MIN_VERSION: &str = "1.2";
 pub const TLS_ALPN: [&str; 2] = ["h2", "http/1.1"];
 /// Envoy's XFCC header: operators and backends coming from a mesh know it.
 pub const CLIENT_CERT_HEADER: &str = "x-forwarded-client-cert";
+/// Envoy's `healthy_panic_threshold` default: when more than half of a
+/// cluster fails its checks, the checks are more likely wrong (a deep check
+/// failing on a shared dependency) than half the fleet dead, and sending
+/// to every endpoint serves more requests than crushing the few left.
+pub const PANIC_THRESHOLD: u32 = 50;

@@ -290,6 +290,10 @@ pub struct ClusterConfig {
     pub max_connections: Option<u32>,
     /// L4: endpoints tried per flow when a connect fails (refused, timeout).
     pub connect_attempts: u32,
+    /// Percent of endpoints (draining ones aside) that must be eligible;
+    /// below it the cluster balances over all of them (panic mode, fail
+    /// open). 0 turns panic mode off.
+    pub panic_threshold: u32,
     pub endpoints: Vec<EndpointConfig>,
     pub health_check: Option<HealthCheckConfig>,
     /// TLS to the endpoints (requests and health checks); none: plain TCP.

@@ -141,6 +141,7 @@ pub struct ClusterSection {
     pub proxy_protocol: Option<Spanned<String>>,
     pub max_connections: Option<Spanned<i64>>,
     pub connect_attempts: Option<Spanned<i64>>,
+    pub panic_threshold: Option<Spanned<i64>>,
     pub endpoints: Spanned<Vec<EndpointSection>>,
     pub health_check: Option<Spanned<HealthCheckSection>>,
     /// TLS to the endpoints (re-encryption).

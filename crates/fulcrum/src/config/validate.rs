@@ -991,6 +991,13 @@ fn cluster(
         Some(n) => Some(n.unwrap_or(defaults::CONNECT_ATTEMPTS)),
         None => None,
     };
+    let panic_threshold = bounded(
+        c,
+        &s.panic_threshold,
+        &format!("{at}.panic_threshold"),
+        0..=100,
+        defaults::PANIC_THRESHOLD,
+    );
     if s.endpoints.get_ref().is_empty() {
         c.error(
             s.endpoints.span(),
@@ -1036,6 +1043,7 @@ fn cluster(
         proxy_protocol: proxy_protocol?,
         max_connections: max_connections?,
         connect_attempts: connect_attempts?,
+        panic_threshold: panic_threshold?,
         endpoints: endpoints.into_iter().collect::<Option<_>>()?,
         health_check: match health_check {
             None => None,

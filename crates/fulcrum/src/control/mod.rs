@@ -21,6 +21,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::cluster::health::{CheckReport, probe_loop};
 use crate::cluster::manager::{Event, Manager, Transition, UnknownTarget};
 use crate::config::{Config, HealthCheckConfig, ListenerConfig, ListenerProtocol};
@@ -114,6 +115,8 @@ pub struct Control {
     /// A descriptor of every listening socket, by listener name: what a
     /// successor process takes over (`upgrade`).
     listening: HashMap<String, Listening>,
+    /// Clusters last noted in panic mode (for the transition's log line).
+    panicking: HashMap<String, bool>,
 }
 
 struct Listening {
@@ -190,12 +193,14 @@ impl Control {
                 this: this.clone(),
                 admin_token,
                 listening: HashMap::new(),
+                panicking: HashMap::new(),
             })
         });
         {
             let mut c = lock(&control);
             c.serve(sockets);
             c.reconcile_health();
+            c.note_all_panics();
         }
         Ok((control, shared, bound))
     }
@@ -287,6 +292,7 @@ impl Control {
                 .retain(|_, l| !Arc::ptr_eq(&l.handle, removed));
         }
         self.reconcile_health();
+        self.note_all_panics();
         // A reload also re-reads the TLS files of what it kept (SIGHUP's
         // meaning before whole-config reload existed).
         reload_tls(&self.shared.snapshot.load(), Some("config reload"));
@@ -426,7 +432,11 @@ impl Control {
         if transition.republish()
             && let Some(c) = current
         {
-            c.publish(&self.manager.statuses(cluster));
+            c.publish(
+                &self.manager.statuses(cluster),
+                self.manager.in_panic(cluster),
+            );
+            self.note_panic(c);
         }
         let eligible = current.map_or(0, |c| c.eligible_count());
         let metrics = &self.shared.metrics;
@@ -468,6 +478,56 @@ impl Control {
             }
         }
         Ok(Some(transition))
+    }
+
+    fn note_all_panics(&mut self) {
+        let snapshot = self.shared.snapshot.load_full();
+        self.panicking
+            .retain(|name, _| snapshot.clusters.iter().any(|c| c.name() == name));
+        for cluster in snapshot.clusters.iter() {
+            self.note_panic(cluster);
+        }
+    }
+
+    /// Logs and counts a cluster entering or leaving panic mode (compared
+    /// with what was last noted for it).
+    fn note_panic(&mut self, cluster: &Cluster) {
+        let panic = cluster.in_panic();
+        let was = self
+            .panicking
+            .insert(cluster.name().to_string(), panic)
+            .unwrap_or(false);
+        let labels = ClusterLabels {
+            cluster: cluster.name().to_string(),
+        };
+        let metrics = &self.shared.metrics;
+        metrics
+            .cluster_panic
+            .get_or_create(&labels)
+            .set(i64::from(panic));
+        if panic == was {
+            return;
+        }
+        let statuses = self.manager.statuses(cluster.name());
+        let undrained = statuses.iter().filter(|s| !s.ineligible.draining).count();
+        let eligible = statuses.iter().filter(|s| s.is_eligible()).count();
+        if panic {
+            metrics.cluster_panic_entries.get_or_create(&labels).inc();
+            tracing::warn!(
+                cluster = cluster.name(),
+                eligible,
+                endpoints = undrained,
+                panic_threshold = cluster.config.panic_threshold,
+                "cluster in panic mode: too few endpoints pass their health checks, so requests go to all of them (fail open)"
+            );
+        } else {
+            tracing::info!(
+                cluster = cluster.name(),
+                eligible,
+                endpoints = undrained,
+                "cluster left panic mode"
+            );
+        }
     }
 
     /// Reports `Drained` for draining endpoints with nothing in flight

@@ -287,6 +287,7 @@ impl Registry {
             http2: http2.clone(),
         };
         let statuses = manager.statuses(&c.name);
+        let panic = manager.in_panic(&c.name);
         let cluster = Cluster::new(
             ClusterParts {
                 config: c.clone(),
@@ -297,6 +298,7 @@ impl Registry {
                 http2: http2.map(|(clients, _)| clients),
             },
             &statuses,
+            panic,
         );
         Ok((cluster, kept))
     }

@@ -125,6 +125,8 @@ pub struct Metrics {
     pub endpoint_draining: Family<EndpointLabels, Gauge>,
     pub endpoint_eligible: Family<EndpointLabels, Gauge>,
     pub endpoint_drain_duration: Family<ClusterLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    pub cluster_panic: Family<ClusterLabels, Gauge>,
+    pub cluster_panic_entries: Family<ClusterLabels, Counter>,
     // Live configuration.
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
@@ -188,6 +190,8 @@ impl Metrics {
             endpoint_draining: Family::default(),
             endpoint_eligible: Family::default(),
             endpoint_drain_duration: Family::new_with_constructor(LatencyHistogram::flows),
+            cluster_panic: Family::default(),
+            cluster_panic_entries: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
             config_last_reload_timestamp: Gauge::default(),
@@ -290,6 +294,16 @@ impl Metrics {
             "endpoint_drain_duration_seconds",
             "Time from the start of an endpoint's drain until its last in-flight request or flow finished",
             m.endpoint_drain_duration.clone(),
+        );
+        registry.register(
+            "cluster_panic",
+            "1 while the cluster is in panic mode: fewer than panic_threshold percent of its endpoints are eligible, so requests go to all of them",
+            m.cluster_panic.clone(),
+        );
+        registry.register(
+            "cluster_panic_entries",
+            "Times the cluster entered panic mode",
+            m.cluster_panic_entries.clone(),
         );
         registry.register(
             "config_reload",
