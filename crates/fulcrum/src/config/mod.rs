@@ -79,12 +79,11 @@ pub fn parse(file: &str, src: &str) -> Result<Config, ConfigErrors> {
         Err(e) => {
             let message = e.message().trim().to_string();
             let help = type_help(&message);
-            c.error(
-                e.span().unwrap_or(0..0),
-                field_of_type_error(src, e.span()),
-                message,
-                help,
-            );
+            let field = e
+                .span()
+                .and_then(|span| path_at(doc.get_ref(), &span))
+                .unwrap_or_else(|| field_of_type_error(src, e.span()));
+            c.error(e.span().unwrap_or(0..0), field, message, help);
             return Err(c.finish(file).expect_err("an error was just recorded"));
         }
     };
@@ -194,7 +193,36 @@ fn lookup<'a, 'd>(t: &'a DeTable<'d>, key: &str) -> Option<&'a toml::Spanned<DeV
         .map(|(_, v)| v)
 }
 
-/// The dotted key on the line a type error points at, as the best available field name.
+/// The dotted path (`runtime.workers`, `clusters[0].endpoints[1].weight`)
+/// of the value whose span holds `span`: where a type error is. Searched
+/// depth first over every value, since a table's own span (an array of
+/// tables' header, say) need not cover its contents.
+fn path_at(table: &DeTable<'_>, span: &std::ops::Range<usize>) -> Option<String> {
+    fn search(
+        value: &toml::Spanned<DeValue<'_>>,
+        span: &std::ops::Range<usize>,
+        path: String,
+    ) -> Option<String> {
+        match value.get_ref() {
+            DeValue::Table(t) => t
+                .iter()
+                .find_map(|(k, v)| search(v, span, format!("{path}.{}", k.get_ref()))),
+            DeValue::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| search(v, span, format!("{path}[{i}]"))),
+            _ => {
+                let s = value.span();
+                (s.start <= span.start && span.end <= s.end).then_some(path)
+            }
+        }
+    }
+    table
+        .iter()
+        .find_map(|(k, v)| search(v, span, k.get_ref().to_string()))
+}
+
+/// The dotted key on the line a type error points at, as the fallback field name.
 fn field_of_type_error(src: &str, span: Option<std::ops::Range<usize>>) -> String {
     let Some(span) = span else {
         return "(value)".into();

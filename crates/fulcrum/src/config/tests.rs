@@ -433,3 +433,14 @@ fn configs_compare_so_a_reload_can_tell_what_changed() {
     assert_ne!(a.clusters[0], weighted.clusters[0]);
     assert_eq!(a.listeners, weighted.listeners);
 }
+
+#[test]
+fn type_errors_name_the_whole_path() {
+    let ds = errors(&format!("[runtime]\nworkers = \"two\"\n{GOOD}"));
+    assert_eq!(ds[0].field, "runtime.workers", "{ds:#?}");
+    let ds = errors(&GOOD.replace(
+        "{ address = \"10.0.0.1:80\" }",
+        "{ address = \"10.0.0.1:80\" }, { address = \"10.0.0.2:80\", weight = \"heavy\" }",
+    ));
+    assert_eq!(ds[0].field, "clusters[0].endpoints[1].weight", "{ds:#?}");
+}
