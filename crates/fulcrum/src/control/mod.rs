@@ -617,6 +617,13 @@ fn keep_restart_only(next: &mut Config, current: &Config) -> Vec<String> {
         ));
         next.runtime.workers = current.runtime.workers;
     }
+    if next.runtime.log_level != current.runtime.log_level {
+        named.push(format!(
+            "runtime.log_level ({:?} in force, {:?} in the file)",
+            current.runtime.log_level, next.runtime.log_level
+        ));
+        next.runtime.log_level = current.runtime.log_level.clone();
+    }
     if next.admin.address != current.admin.address {
         named.push(format!(
             "admin.address ({} in force, {} in the file)",
@@ -720,3 +727,33 @@ pub fn reload_tls(snapshot: &Snapshot, why: Option<&str>) {
 
 /// How often the control thread looks for finished drains.
 pub const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::keep_restart_only;
+
+    fn config(extra_runtime: &str, admin: &str) -> crate::config::Config {
+        let src = format!(
+            "[admin]\naddress = \"{admin}\"\n[runtime]\nworkers = 2\n{extra_runtime}\n\
+             [[listeners]]\nname = \"l\"\naddress = \"127.0.0.1:1\"\n[[listeners.routes]]\ncluster = \"c\"\n\
+             [[clusters]]\nname = \"c\"\nendpoints = [{{ address = \"127.0.0.1:2\" }}]\n"
+        );
+        crate::config::parse("t.toml", &src).unwrap()
+    }
+
+    #[test]
+    fn a_reload_keeps_what_only_a_restart_can_change_and_names_it() {
+        let current = config("log_level = \"info\"", "127.0.0.1:9901");
+        let mut next = config("log_level = \"debug\"", "127.0.0.1:9902");
+        next.runtime.workers = 4;
+        let named = keep_restart_only(&mut next, &current);
+        assert_eq!(named.len(), 3, "{named:?}");
+        assert!(named[0].starts_with("runtime.workers"));
+        assert!(named[1].starts_with("runtime.log_level"));
+        assert!(named[2].starts_with("admin.address"));
+        assert_eq!(next.runtime, current.runtime);
+        assert_eq!(next.admin, current.admin);
+        let mut same = current.clone();
+        assert!(keep_restart_only(&mut same, &current).is_empty());
+    }
+}
