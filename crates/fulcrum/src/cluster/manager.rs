@@ -103,6 +103,20 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The endpoint the event is about.
+    pub fn target(&self) -> (&str, SocketAddr) {
+        match self {
+            Event::CheckResult {
+                cluster, address, ..
+            }
+            | Event::Drain { cluster, address }
+            | Event::Undrain { cluster, address }
+            | Event::Drained { cluster, address } => (cluster, *address),
+        }
+    }
+}
+
 /// A change worth a log line and a metric; `republish` says whether the
 /// cluster's assignment must be rebuilt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,24 +235,17 @@ impl Manager {
         now: Instant,
         event: &Event,
     ) -> Result<Option<Transition>, UnknownTarget> {
-        let (cluster, address) = match event {
-            Event::CheckResult {
-                cluster, address, ..
-            }
-            | Event::Drain { cluster, address }
-            | Event::Undrain { cluster, address }
-            | Event::Drained { cluster, address } => (cluster, *address),
-        };
+        let (cluster, address) = event.target();
         let state = self
             .clusters
             .get_mut(cluster)
-            .ok_or_else(|| UnknownTarget::Cluster(cluster.clone()))?;
+            .ok_or_else(|| UnknownTarget::Cluster(cluster.to_string()))?;
         let endpoint = state
             .endpoints
             .iter_mut()
             .find(|e| e.address == address)
             .ok_or_else(|| UnknownTarget::Endpoint {
-                cluster: cluster.clone(),
+                cluster: cluster.to_string(),
                 address,
             })?;
         Ok(match event {

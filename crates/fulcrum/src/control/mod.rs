@@ -419,14 +419,7 @@ impl Control {
         let Some(transition) = self.manager.handle(crate::clock::now(), event)? else {
             return Ok(None);
         };
-        let (cluster, address) = match event {
-            Event::CheckResult {
-                cluster, address, ..
-            }
-            | Event::Drain { cluster, address }
-            | Event::Undrain { cluster, address }
-            | Event::Drained { cluster, address } => (cluster.as_str(), *address),
-        };
+        let (cluster, address) = event.target();
         let snapshot = self.shared.snapshot.load();
         let current = snapshot.clusters.iter().find(|c| c.name() == cluster);
         if transition.republish()
