@@ -338,10 +338,14 @@ async fn sigterm_fails_readiness_first_while_listeners_still_accept() {
         &config(&[a.addr], &cluster_r(a.addr))
             .replace("shutdown_delay = \"0s\"", "shutdown_delay = \"60s\""),
     );
-    assert_eq!(
-        get(&h1_client(), &proxy.admin_url("/ready")).await.status,
-        200
-    );
+    // Addresses are announced before the workers start: ready comes just after.
+    eventually("/ready answers 200", async || {
+        get(&fresh_client(), &proxy.admin_url("/ready"))
+            .await
+            .status
+            == 200
+    })
+    .await;
     proxy.terminate();
     eventually("/ready answers 503", async || {
         get(&fresh_client(), &proxy.admin_url("/ready"))
