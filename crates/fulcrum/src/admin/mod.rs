@@ -230,6 +230,9 @@ fn clusters(shared: &Shared, control: &Mutex<Control>) -> serde_json::Value {
                         "draining_seconds": status
                             .and_then(|s| s.draining_since)
                             .map(|since| crate::clock::elapsed(since).as_secs_f64()),
+                        "ejected_for_seconds": status
+                            .and_then(|s| s.ejected_until)
+                            .map(|until| until.saturating_duration_since(crate::clock::now()).as_secs_f64()),
                         "active_requests": e.active_requests(),
                         "idle_connections": e.idle.count(),
                         "requests_total": e.requests_total(),

@@ -9,6 +9,7 @@ use std::time::Instant;
 use fulcrum_balance::PeakEwma;
 
 use super::manager::Ineligible;
+use super::outlier::{Outcome, OutlierCounters};
 use super::pool::IdleConnections;
 
 use crate::telemetry::metrics::{EndpointMetrics, status_class_index};
@@ -39,10 +40,13 @@ pub struct Endpoint {
     pub ewma: Option<PeakEwma>,
     /// Warm HTTP/1.1 connections to it, per worker.
     pub idle: IdleConnections,
+    /// What outlier detection reads: failure streaks and totals.
+    pub outlier: OutlierCounters,
 }
 
 const UNHEALTHY: u8 = 1;
 const DRAINING: u8 = 2;
+const EJECTED: u8 = 4;
 
 impl Endpoint {
     pub fn new(
@@ -67,6 +71,7 @@ impl Endpoint {
             metrics,
             ewma,
             idle: IdleConnections::new(workers),
+            outlier: OutlierCounters::default(),
         }
     }
 
@@ -88,16 +93,19 @@ impl Endpoint {
         Ineligible {
             unhealthy: bits & UNHEALTHY != 0,
             draining: bits & DRAINING != 0,
+            ejected: bits & EJECTED != 0,
         }
     }
 
     /// Records the manager's decision (control side only) and its gauges.
     pub(crate) fn set_ineligible(&self, why: Ineligible) {
-        let bits =
-            if why.unhealthy { UNHEALTHY } else { 0 } | if why.draining { DRAINING } else { 0 };
+        let bits = if why.unhealthy { UNHEALTHY } else { 0 }
+            | if why.draining { DRAINING } else { 0 }
+            | if why.ejected { EJECTED } else { 0 };
         self.ineligible.store(bits, Ordering::Relaxed);
         self.metrics.healthy.set(i64::from(!why.unhealthy));
         self.metrics.draining.set(i64::from(why.draining));
+        self.metrics.ejected.set(i64::from(why.ejected));
         self.metrics.eligible.set(i64::from(!why.any()));
     }
 }
@@ -127,11 +135,12 @@ impl ActiveRequest {
         &self.endpoint
     }
 
-    /// Counts the response and feeds the latency estimate: time to response
-    /// headers, or a failure for 5xx and 429, so an endpoint that fails fast
-    /// does not look fast to `peak_ewma`.
+    /// Counts the response for the metrics and outlier detection, and feeds
+    /// the latency estimate: time to response headers, or a failure for 5xx
+    /// and 429, so an endpoint that fails fast does not look fast to `peak_ewma`.
     pub fn record_status(&self, status: u16) {
         self.endpoint.metrics.responses[status_class_index(status)].inc();
+        self.endpoint.outlier.record(Outcome::of_status(status));
         if let Some(ewma) = &self.endpoint.ewma {
             let now = crate::clock::now_ns();
             if status >= 500 || status == 429 {
@@ -144,8 +153,10 @@ impl ActiveRequest {
         }
     }
 
-    /// The request got no response (connect failure, reset, timeout).
+    /// The request got no response (connect failure, reset, timeout): a
+    /// gateway failure for outlier detection.
     pub fn record_failure(&self) {
+        self.endpoint.outlier.record(Outcome::GatewayFailure);
         if let Some(ewma) = &self.endpoint.ewma {
             let now = crate::clock::now_ns();
             // A slow failure (timeout) is at least as slow as it took.
@@ -209,9 +220,11 @@ impl Drop for ActiveFlow {
 }
 
 impl Endpoint {
-    /// A connect to this endpoint failed: counted, and fed to peak-EWMA as a
-    /// failure so the endpoint looks slow until it recovers.
+    /// A connect to this endpoint failed: counted, a gateway failure for
+    /// outlier detection, and fed to peak-EWMA as a failure so the endpoint
+    /// looks slow until it recovers.
     pub fn record_connect_failure(&self) {
+        self.outlier.record(Outcome::GatewayFailure);
         if let Some(f) = &self.metrics.flows {
             f.connect_failures.inc();
         }
@@ -220,8 +233,10 @@ impl Endpoint {
         }
     }
 
-    /// A connect succeeded after `elapsed`: the L4 round-trip sample for peak-EWMA.
+    /// A connect succeeded after `elapsed`: a success for outlier detection
+    /// and the L4 round-trip sample for peak-EWMA.
     pub fn record_connect(&self, elapsed: std::time::Duration) {
+        self.outlier.record(Outcome::Success);
         if let Some(f) = &self.metrics.flows {
             f.connect_duration.observe(elapsed);
         }

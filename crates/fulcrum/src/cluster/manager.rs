@@ -2,9 +2,9 @@
 //! `(now, event)`, that decides which endpoints of each cluster may take new
 //! requests and with what weight.
 //!
-//! Everything that can take an endpoint out of rotation is an event here
-//! (an active check result, an operator's drain, and later outlier ejection
-//! and slow-start ticks), never a flag some task flips on the endpoint: one
+//! Everything that can take an endpoint out of rotation is decided here (an
+//! active check result, an operator's drain, an outlier ejection from the
+//! counts workers keep), never a flag some task flips on the endpoint: one
 //! place decides, so two causes cannot undo each other (a health check
 //! passing must not put a drained endpoint back). The control side
 //! ([`crate::control`]) feeds it and publishes what it decides; it has no
@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::health::HealthState;
-use crate::config::ClusterConfig;
+use super::outlier::{self, Change, Detector, OutlierState, Sample};
+use crate::config::{ClusterConfig, OutlierDetectionConfig};
 
 /// Why an endpoint takes no new requests. More than one can hold at once;
 /// the endpoint is eligible only when none does.
@@ -29,11 +30,19 @@ pub struct Ineligible {
     pub unhealthy: bool,
     /// An operator drains it: in-flight requests finish, no new ones start.
     pub draining: bool,
+    /// Outlier detection ejected it for failing real traffic; it returns
+    /// by itself when the ejection time is over.
+    pub ejected: bool,
 }
 
 impl Ineligible {
     pub fn any(self) -> bool {
-        self.unhealthy || self.draining
+        self.unhealthy || self.draining || self.ejected
+    }
+
+    /// Failing, by active checks or by real traffic (what panic mode counts).
+    pub fn failing(self) -> bool {
+        self.unhealthy || self.ejected
     }
 
     /// The reasons as the admin API and logs name them.
@@ -44,6 +53,9 @@ impl Ineligible {
         }
         if self.draining {
             names.push("draining");
+        }
+        if self.ejected {
+            names.push("ejected");
         }
         names
     }
@@ -60,6 +72,8 @@ pub struct EndpointStatus {
     pub ineligible: Ineligible,
     /// When the current drain began.
     pub draining_since: Option<Instant>,
+    /// When the current outlier ejection ends.
+    pub ejected_until: Option<Instant>,
 }
 
 impl EndpointStatus {
@@ -130,12 +144,27 @@ pub enum Transition {
         took: Duration,
     },
     Undrained,
+    /// Outlier detection took it out of rotation for `duration`.
+    Ejected {
+        detector: Detector,
+        duration: Duration,
+    },
+    /// Its ejection ended (time over, or an active check passed).
+    Returned,
+    /// An outlier that stays in rotation: ejecting it would pass the
+    /// cluster's `max_ejection_percent`.
+    EjectionOverflow {
+        detector: Detector,
+    },
 }
 
 impl Transition {
     /// Whether the endpoint's eligibility may have changed.
     pub fn republish(&self) -> bool {
-        !matches!(self, Transition::DrainFinished { .. })
+        !matches!(
+            self,
+            Transition::DrainFinished { .. } | Transition::EjectionOverflow { .. }
+        )
     }
 }
 
@@ -162,6 +191,11 @@ struct ClusterState {
     endpoints: Vec<EndpointState>,
     /// Percent; 0: panic mode off.
     panic_threshold: u32,
+    /// None: outlier detection is off.
+    outlier: Option<OutlierDetectionConfig>,
+    /// When the outlier detectors' current interval ends (set on the first
+    /// evaluation).
+    interval_ends: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +205,7 @@ struct EndpointState {
     /// `None` when the cluster has no active check.
     health: Option<HealthState>,
     drain: Option<Drain>,
+    outlier: OutlierState,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -191,8 +226,9 @@ impl Manager {
     pub fn configure(&mut self, clusters: &[ClusterConfig]) {
         let mut old = std::mem::take(&mut self.clusters);
         for c in clusters {
-            let mut previous: HashMap<SocketAddr, EndpointState> = old
-                .remove(&c.name)
+            let old_cluster = old.remove(&c.name);
+            let interval_ends = old_cluster.as_ref().and_then(|s| s.interval_ends);
+            let mut previous: HashMap<SocketAddr, EndpointState> = old_cluster
                 .map(|s| s.endpoints.into_iter().map(|e| (e.address, e)).collect())
                 .unwrap_or_default();
             let thresholds = c
@@ -211,11 +247,13 @@ impl Manager {
                         }
                         h
                     });
+                    let (drain, outlier) = kept.map(|k| (k.drain, k.outlier)).unwrap_or_default();
                     EndpointState {
                         address: e.address,
                         weight: e.weight,
                         health,
-                        drain: kept.and_then(|k| k.drain),
+                        drain,
+                        outlier,
                     }
                 })
                 .collect();
@@ -224,6 +262,8 @@ impl Manager {
                 ClusterState {
                     endpoints,
                     panic_threshold: c.panic_threshold,
+                    interval_ends: interval_ends.filter(|_| c.outlier_detection.is_some()),
+                    outlier: c.outlier_detection.clone(),
                 },
             );
         }
@@ -251,13 +291,14 @@ impl Manager {
         Ok(match event {
             Event::CheckResult { success, .. } => {
                 let flipped = endpoint.health.as_mut().and_then(|h| h.observe(*success));
-                flipped.map(|healthy| {
-                    if healthy {
-                        Transition::BecameHealthy
-                    } else {
-                        Transition::BecameUnhealthy
-                    }
-                })
+                // A passing active check ends an outlier ejection early
+                // (Envoy's `successful_active_health_check_uneject_host`).
+                let returned = *success && endpoint.outlier.return_now();
+                match flipped {
+                    Some(true) => Some(Transition::BecameHealthy),
+                    Some(false) => Some(Transition::BecameUnhealthy),
+                    None => returned.then_some(Transition::Returned),
+                }
             }
             Event::Drain { .. } => match endpoint.drain {
                 Some(_) => None,
@@ -293,8 +334,10 @@ impl Manager {
                     ineligible: Ineligible {
                         unhealthy: e.health.as_ref().is_some_and(|h| !h.is_healthy()),
                         draining: e.drain.is_some(),
+                        ejected: e.outlier.is_ejected(),
                     },
                     draining_since: e.drain.map(|d| d.since),
+                    ejected_until: e.outlier.ejected_until(),
                 })
                 .collect()
         })
@@ -302,9 +345,10 @@ impl Manager {
 
     /// Panic mode (Envoy's healthy panic threshold): fewer than
     /// `panic_threshold` percent of the endpoints an operator has not
-    /// drained are eligible, so the cluster balances over all of those
-    /// instead of crushing the few left (fail open). A cluster drained
-    /// entirely is not in panic: nothing is meant to take traffic.
+    /// drained are eligible (neither failing checks nor ejected), so the
+    /// cluster balances over all of those instead of crushing the few left
+    /// (fail open). A cluster drained entirely is not in panic: nothing is
+    /// meant to take traffic.
     pub fn in_panic(&self, cluster: &str) -> bool {
         let Some(c) = self.clusters.get(cluster) else {
             return false;
@@ -314,10 +358,71 @@ impl Manager {
         let eligible = considered
             .iter()
             .filter(|e| e.health.as_ref().is_none_or(HealthState::is_healthy))
+            .filter(|e| !e.outlier.is_ejected())
             .count();
         c.panic_threshold > 0
             && !considered.is_empty()
             && (eligible as u64) * 100 < u64::from(c.panic_threshold) * considered.len() as u64
+    }
+
+    /// Runs outlier detection for `cluster` on the workers' counts
+    /// (`samples`, one per endpoint in config order) and returns what
+    /// changed. Cheap enough for every control tick: the statistical
+    /// detectors run only once per `interval`.
+    pub fn evaluate_outliers(
+        &mut self,
+        now: Instant,
+        cluster: &str,
+        samples: &[Sample],
+    ) -> Vec<(SocketAddr, Transition)> {
+        let Some(c) = self.clusters.get_mut(cluster) else {
+            return Vec::new();
+        };
+        let Some(config) = &c.outlier else {
+            return Vec::new();
+        };
+        let interval_due = match c.interval_ends {
+            Some(end) if end <= now => {
+                c.interval_ends = Some(now + config.interval);
+                true
+            }
+            Some(_) => false,
+            None => {
+                // The first evaluation starts the first interval (and its baselines).
+                c.interval_ends = Some(now + config.interval);
+                true
+            }
+        };
+        let mut states: Vec<OutlierState> = c.endpoints.iter().map(|e| e.outlier.clone()).collect();
+        let changes = outlier::evaluate(config, now, interval_due, &mut states, samples);
+        for (endpoint, state) in c.endpoints.iter_mut().zip(states) {
+            endpoint.outlier = state;
+        }
+        changes
+            .into_iter()
+            .filter_map(|(i, change)| {
+                let address = c.endpoints.get(i)?.address;
+                Some((
+                    address,
+                    match change {
+                        Change::Ejected { detector, duration } => {
+                            Transition::Ejected { detector, duration }
+                        }
+                        Change::Returned => Transition::Returned,
+                        Change::Overflow { detector } => Transition::EjectionOverflow { detector },
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Names of clusters with outlier detection on.
+    pub fn detecting_outliers(&self) -> Vec<String> {
+        self.clusters
+            .iter()
+            .filter(|(_, c)| c.outlier.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Draining endpoints whose in-flight requests have not all finished
@@ -563,6 +668,39 @@ mod tests {
         eject(&mut m, 1);
         eject(&mut m, 2);
         assert!(!m.in_panic("web"));
+    }
+
+    #[test]
+    fn outlier_ejection_counts_toward_panic_and_a_passing_check_ends_it() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        let failing = Sample {
+            consecutive_5xx: 5,
+            consecutive_gateway: 0,
+            requests: 5,
+            failures: 5,
+        };
+        let changes = m.evaluate_outliers(t0, "web", &[failing, Sample::default()]);
+        assert!(matches!(
+            changes[..],
+            [(a, Transition::Ejected { detector: Detector::Consecutive5xx, .. })] if a == addr(1)
+        ));
+        assert_eq!(eligible(&m, "web"), [2]);
+        assert_eq!(m.statuses("web")[0].ineligible.names(), ["ejected"]);
+        assert!(m.statuses("web")[0].ejected_until.is_some());
+        assert!(
+            !m.in_panic("web"),
+            "one of two eligible is the 50 % threshold"
+        );
+        // A reload keeps the ejection.
+        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        assert_eq!(eligible(&m, "web"), [2]);
+        assert_eq!(
+            m.handle(t0, &check("web", 1, true)),
+            Ok(Some(Transition::Returned))
+        );
+        assert_eq!(eligible(&m, "web"), [1, 2]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod endpoint;
 pub mod health;
 pub mod manager;
+pub mod outlier;
 pub mod pool;
 pub mod transport;
 

@@ -105,3 +105,37 @@ pub const CLIENT_CERT_HEADER: &str = "x-forwarded-client-cert";
 /// failing on a shared dependency) than half the fleet dead, and sending
 /// to every endpoint serves more requests than crushing the few left.
 pub const PANIC_THRESHOLD: u32 = 50;
+
+/// Outlier detection (passive health checking), Envoy's defaults throughout.
+/// Five failures in a row is well past a blip (a deploy's single reset) yet
+/// ejects a dead endpoint within a handful of requests, long before an
+/// active check's `fall 3` at a 2 s interval would.
+pub const OUTLIER_CONSECUTIVE_5XX: u32 = 5;
+/// Gateway failures (502, 503, 504, connect failures, resets, timeouts)
+/// mean the endpoint or the path to it is broken, not the request.
+pub const OUTLIER_CONSECUTIVE_GATEWAY_FAILURE: u32 = 5;
+/// How often the statistical detectors look at the last interval's
+/// requests, and how often an ejection count decays by one.
+pub const OUTLIER_INTERVAL: Duration = Duration::from_secs(10);
+/// An ejection lasts this times the number of recent ejections: long
+/// enough for a restart to finish, and a flapping endpoint stays out longer
+/// each time.
+pub const OUTLIER_BASE_EJECTION_TIME: Duration = Duration::from_secs(30);
+/// The longest an ejection lasts (Envoy's 300 s), so a repeat offender is
+/// still retried every few minutes.
+pub const OUTLIER_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);
+/// At most this share of a cluster is ejected at once (always at least
+/// one): passive signals can be wrong too (a client sending requests that
+/// make every endpoint fail), and must never empty a cluster.
+pub const OUTLIER_MAX_EJECTION_PERCENT: u32 = 10;
+/// Success-rate detector: ejected below mean - 1.9 stdev (Envoy's
+/// `success_rate_stdev_factor` 1900, in thousandths), among at least 5
+/// endpoints with at least 100 requests in the interval, so a handful of
+/// requests never makes a statistic.
+pub const OUTLIER_SUCCESS_RATE_STDEV_FACTOR: u32 = 1900;
+pub const OUTLIER_SUCCESS_RATE_MINIMUM_HOSTS: u32 = 5;
+pub const OUTLIER_SUCCESS_RATE_REQUEST_VOLUME: u32 = 100;
+/// Failure-percentage detector: off unless a threshold is set (Envoy's
+/// `enforcing_failure_percentage` is 0 too); its volume bars are Envoy's.
+pub const OUTLIER_FAILURE_PERCENTAGE_MINIMUM_HOSTS: u32 = 5;
+pub const OUTLIER_FAILURE_PERCENTAGE_REQUEST_VOLUME: u32 = 50;

@@ -4,6 +4,7 @@
 
 pub mod defaults;
 mod diagnostic;
+mod failure;
 mod introspect;
 pub mod model;
 mod schema;

@@ -296,6 +296,8 @@ pub struct ClusterConfig {
     pub panic_threshold: u32,
     pub endpoints: Vec<EndpointConfig>,
     pub health_check: Option<HealthCheckConfig>,
+    /// Passive health checking; none: turned off (`enabled = false`).
+    pub outlier_detection: Option<OutlierDetectionConfig>,
     /// TLS to the endpoints (requests and health checks); none: plain TCP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
@@ -351,6 +353,51 @@ pub enum HealthCheckKind {
         host: Option<String>,
         expected_statuses: Vec<StatusRange>,
     },
+}
+
+/// Outlier detection (passive health): when real traffic ejects an
+/// endpoint. Field names and semantics are Envoy's; a count of 0 turns its
+/// detector off. See `cluster::outlier`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutlierDetectionConfig {
+    pub consecutive_5xx: u32,
+    pub consecutive_gateway_failure: u32,
+    #[serde(serialize_with = "human_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub base_ejection_time: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub max_ejection_time: Duration,
+    pub max_ejection_percent: u32,
+    /// Thousandths (Envoy's convention): 1900 is 1.9 standard deviations.
+    pub success_rate_stdev_factor: u32,
+    pub success_rate_minimum_hosts: u32,
+    pub success_rate_request_volume: u32,
+    /// Percent; none: the failure-percentage detector is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_threshold: Option<u32>,
+    pub failure_percentage_minimum_hosts: u32,
+    pub failure_percentage_request_volume: u32,
+}
+
+impl Default for OutlierDetectionConfig {
+    fn default() -> Self {
+        use super::defaults::*;
+        Self {
+            consecutive_5xx: OUTLIER_CONSECUTIVE_5XX,
+            consecutive_gateway_failure: OUTLIER_CONSECUTIVE_GATEWAY_FAILURE,
+            interval: OUTLIER_INTERVAL,
+            base_ejection_time: OUTLIER_BASE_EJECTION_TIME,
+            max_ejection_time: OUTLIER_MAX_EJECTION_TIME,
+            max_ejection_percent: OUTLIER_MAX_EJECTION_PERCENT,
+            success_rate_stdev_factor: OUTLIER_SUCCESS_RATE_STDEV_FACTOR,
+            success_rate_minimum_hosts: OUTLIER_SUCCESS_RATE_MINIMUM_HOSTS,
+            success_rate_request_volume: OUTLIER_SUCCESS_RATE_REQUEST_VOLUME,
+            failure_percentage_threshold: None,
+            failure_percentage_minimum_hosts: OUTLIER_FAILURE_PERCENTAGE_MINIMUM_HOSTS,
+            failure_percentage_request_volume: OUTLIER_FAILURE_PERCENTAGE_REQUEST_VOLUME,
+        }
+    }
 }
 
 /// An inclusive range of HTTP status codes, written `200` or `200-399`.

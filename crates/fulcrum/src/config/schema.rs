@@ -144,6 +144,7 @@ pub struct ClusterSection {
     pub panic_threshold: Option<Spanned<i64>>,
     pub endpoints: Spanned<Vec<EndpointSection>>,
     pub health_check: Option<Spanned<HealthCheckSection>>,
+    pub outlier_detection: Option<Spanned<OutlierDetectionSection>>,
     /// TLS to the endpoints (re-encryption).
     pub tls: Option<Spanned<UpstreamTlsSection>>,
 }
@@ -159,6 +160,24 @@ pub struct UpstreamTlsSection {
     pub min_version: Option<Spanned<String>>,
     /// Accept any endpoint certificate. Named to be noticed; logs a warning.
     pub insecure_skip_verify: Option<Spanned<bool>>,
+}
+
+/// Passive health checking; on by default, `enabled = false` turns it off.
+#[derive(Debug, Default, Deserialize)]
+pub struct OutlierDetectionSection {
+    pub enabled: Option<Spanned<bool>>,
+    pub consecutive_5xx: Option<Spanned<i64>>,
+    pub consecutive_gateway_failure: Option<Spanned<i64>>,
+    pub interval: Option<Spanned<String>>,
+    pub base_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_time: Option<Spanned<String>>,
+    pub max_ejection_percent: Option<Spanned<i64>>,
+    pub success_rate_stdev_factor: Option<Spanned<i64>>,
+    pub success_rate_minimum_hosts: Option<Spanned<i64>>,
+    pub success_rate_request_volume: Option<Spanned<i64>>,
+    pub failure_percentage_threshold: Option<Spanned<i64>>,
+    pub failure_percentage_minimum_hosts: Option<Spanned<i64>>,
+    pub failure_percentage_request_volume: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +217,7 @@ pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
         ["clusters"] => fields_of::<ClusterSection>(),
         ["clusters", "endpoints"] => fields_of::<EndpointSection>(),
         ["clusters", "health_check"] => fields_of::<HealthCheckSection>(),
+        ["clusters", "outlier_detection"] => fields_of::<OutlierDetectionSection>(),
         ["clusters", "tls"] => fields_of::<UpstreamTlsSection>(),
         ["clusters", "tls", "certificate"] => fields_of::<CertificateSection>(),
         ["listeners", "tls"] => fields_of::<TlsSection>(),

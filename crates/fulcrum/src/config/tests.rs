@@ -444,3 +444,42 @@ fn type_errors_name_the_whole_path() {
     ));
     assert_eq!(ds[0].field, "clusters[0].endpoints[1].weight", "{ds:#?}");
 }
+
+#[test]
+fn outlier_detection_is_on_by_default_and_its_fields_are_checked() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let od = c.clusters[0]
+        .outlier_detection
+        .as_ref()
+        .expect("on by default");
+    assert_eq!(od.consecutive_5xx, defaults::OUTLIER_CONSECUTIVE_5XX);
+    assert_eq!(od.max_ejection_percent, 10);
+    assert_eq!(od.failure_percentage_threshold, None, "off unless set");
+    let off = parse(
+        "t.toml",
+        &format!("{GOOD}[clusters.outlier_detection]\nenabled = false\n"),
+    )
+    .unwrap();
+    assert_eq!(off.clusters[0].outlier_detection, None);
+    let src = format!(
+        "{GOOD}[clusters.outlier_detection]\nmax_ejection_percent = 150\nbase_ejection_time = \"0s\"\nconsecutive_5xx = -1\nfailure_percentage_threshold = 101\nsuccess_rate_stdev = 1900\n"
+    );
+    let ds = errors(&src);
+    let d = find(&ds, "clusters[0].outlier_detection.max_ejection_percent");
+    assert_eq!(d.line, 11);
+    assert!(d.help.as_deref().unwrap().contains("0 to 100"), "{d:?}");
+    find(&ds, "clusters[0].outlier_detection.base_ejection_time");
+    find(&ds, "clusters[0].outlier_detection.consecutive_5xx");
+    find(
+        &ds,
+        "clusters[0].outlier_detection.failure_percentage_threshold",
+    );
+    let d = find(&ds, "clusters[0].outlier_detection.success_rate_stdev");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap()
+            .contains("success_rate_stdev_factor"),
+        "{d:?}"
+    );
+}

@@ -671,7 +671,7 @@ fn http_limits(c: &mut Collector<'_>, s: &ListenerSection, at: &str) -> Option<H
 }
 
 /// A whole number in `range`, or `default` when the field is left out.
-fn bounded(
+pub(super) fn bounded(
     c: &mut Collector<'_>,
     v: &Option<Spanned<i64>>,
     at: &str,
@@ -1029,6 +1029,7 @@ fn cluster(
         .health_check
         .as_ref()
         .map(|h| health_check(c, &format!("{at}.health_check"), h.get_ref()));
+    let outlier_detection = super::failure::outlier_detection(c, &at, s.outlier_detection.as_ref());
     let tls = s
         .tls
         .as_ref()
@@ -1049,6 +1050,7 @@ fn cluster(
             None => None,
             Some(h) => Some(h?),
         },
+        outlier_detection: outlier_detection?,
         tls: match tls {
             None => None,
             Some(t) => Some(t?),
@@ -1440,7 +1442,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
 }
 
-fn duration(
+pub(super) fn duration(
     c: &mut Collector<'_>,
     v: &Option<Spanned<String>>,
     at: &str,

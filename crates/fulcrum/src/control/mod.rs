@@ -27,7 +27,9 @@ use crate::cluster::manager::{Event, Manager, Transition, UnknownTarget};
 use crate::config::{Config, HealthCheckConfig, ListenerConfig, ListenerProtocol};
 use crate::listener::BoundSocket;
 use crate::snapshot::{ListenerHandle, Snapshot};
-use crate::telemetry::metrics::{ClusterLabels, HealthCheckLabels, Metrics, ResultLabels};
+use crate::telemetry::metrics::{
+    ClusterDetectorLabels, ClusterLabels, HealthCheckLabels, Metrics, ResultLabels,
+};
 use registry::Registry;
 
 /// What the workers, the admin API and the control side share.
@@ -420,9 +422,16 @@ impl Control {
             return Ok(None);
         };
         let (cluster, address) = event.target();
-        let snapshot = self.shared.snapshot.load();
+        self.enact(cluster, &[(address, transition.clone())], reason);
+        Ok(Some(transition))
+    }
+
+    /// Publishes what the manager decided for `cluster` (once, if any
+    /// eligibility may have changed), then logs and counts each transition.
+    fn enact(&mut self, cluster: &str, transitions: &[(SocketAddr, Transition)], reason: &str) {
+        let snapshot = self.shared.snapshot.load_full();
         let current = snapshot.clusters.iter().find(|c| c.name() == cluster);
-        if transition.republish()
+        if transitions.iter().any(|(_, t)| t.republish())
             && let Some(c) = current
         {
             c.publish(
@@ -432,6 +441,25 @@ impl Control {
             self.note_panic(c);
         }
         let eligible = current.map_or(0, |c| c.eligible_count());
+        for (address, transition) in transitions {
+            if let (Transition::Ejected { .. }, Some(c)) = (transition, current)
+                && let Some(e) = c.endpoints.iter().find(|e| e.address == *address)
+            {
+                e.outlier.reset_consecutive();
+            }
+            self.note(cluster, *address, transition, eligible, reason);
+        }
+    }
+
+    /// The log line and metrics of one transition.
+    fn note(
+        &self,
+        cluster: &str,
+        address: SocketAddr,
+        transition: &Transition,
+        eligible: usize,
+        reason: &str,
+    ) {
         let metrics = &self.shared.metrics;
         let endpoint = address.to_string();
         let health_label = |result: &'static str| HealthCheckLabels {
@@ -469,8 +497,30 @@ impl Control {
                     .observe(*took);
                 tracing::info!(cluster, %endpoint, took_ms = took.as_millis() as u64, "endpoint drained: its last in-flight request finished");
             }
+            Transition::Ejected { detector, duration } => {
+                metrics
+                    .outlier_ejections
+                    .get_or_create(&ClusterDetectorLabels {
+                        cluster: cluster.to_string(),
+                        detector: detector.name(),
+                    })
+                    .inc();
+                tracing::warn!(cluster, %endpoint, eligible, detector = detector.name(), ejected_for_s = duration.as_secs(), "outlier detection ejected the endpoint: it failed real traffic");
+            }
+            Transition::Returned => {
+                tracing::info!(cluster, %endpoint, eligible, "ejected endpoint returns to rotation");
+            }
+            Transition::EjectionOverflow { detector } => {
+                metrics
+                    .outlier_ejections_overflow
+                    .get_or_create(&ClusterDetectorLabels {
+                        cluster: cluster.to_string(),
+                        detector: detector.name(),
+                    })
+                    .inc();
+                tracing::warn!(cluster, %endpoint, detector = detector.name(), "outlier not ejected: max_ejection_percent of the cluster is already ejected");
+            }
         }
-        Ok(Some(transition))
     }
 
     fn note_all_panics(&mut self) {
@@ -523,9 +573,35 @@ impl Control {
         }
     }
 
-    /// Reports `Drained` for draining endpoints with nothing in flight
-    /// (called on the control thread's tick).
-    pub fn check_drains(&mut self) {
+    /// The control thread's periodic work: drains and outlier detection.
+    pub fn tick(&mut self) {
+        self.check_drains();
+        self.check_outliers();
+    }
+
+    /// Feeds the workers' outlier counts to the manager and enacts what it
+    /// decides (ejections, returns).
+    fn check_outliers(&mut self) {
+        let snapshot = self.shared.snapshot.load_full();
+        let now = crate::clock::now();
+        for name in self.manager.detecting_outliers() {
+            let Some(cluster) = snapshot.clusters.iter().find(|c| c.name() == name) else {
+                continue;
+            };
+            let samples: Vec<_> = cluster
+                .endpoints
+                .iter()
+                .map(|e| e.outlier.sample())
+                .collect();
+            let transitions = self.manager.evaluate_outliers(now, &name, &samples);
+            if !transitions.is_empty() {
+                self.enact(&name, &transitions, "");
+            }
+        }
+    }
+
+    /// Reports `Drained` for draining endpoints with nothing in flight.
+    fn check_drains(&mut self) {
         let snapshot = self.shared.snapshot.load_full();
         for (cluster, address) in self.manager.drains_in_progress() {
             let idle = snapshot
@@ -718,8 +794,10 @@ pub fn reload_tls(snapshot: &Snapshot, why: Option<&str>) {
     }
 }
 
-/// How often the control thread looks for finished drains.
-pub const DRAIN_POLL: Duration = Duration::from_millis(100);
+/// How often the control thread looks for finished drains and evaluates
+/// outlier detection (ejections act within this of the failure that
+/// crossed a threshold).
+pub const TICK: Duration = Duration::from_millis(100);
 
 #[cfg(test)]
 mod tests {

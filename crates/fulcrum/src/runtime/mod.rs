@@ -265,12 +265,12 @@ fn control_loop(
                 control::reload_tls(&watcher.snapshot.load(), None);
             }
         });
-        let drains = control.clone();
+        let ticking = control.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(control::DRAIN_POLL);
+            let mut tick = tokio::time::interval(control::TICK);
             loop {
                 tick.tick().await;
-                control::lock(&drains).check_drains();
+                control::lock(&ticking).tick();
             }
         });
         tokio::spawn(watch_config(shared.clone(), control.clone()));

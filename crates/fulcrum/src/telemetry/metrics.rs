@@ -34,6 +34,12 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterDetectorLabels {
+    pub cluster: String,
+    pub detector: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterReasonLabels {
     pub cluster: String,
     pub reason: &'static str,
@@ -127,6 +133,9 @@ pub struct Metrics {
     pub endpoint_drain_duration: Family<ClusterLabels, LatencyHistogram, fn() -> LatencyHistogram>,
     pub cluster_panic: Family<ClusterLabels, Gauge>,
     pub cluster_panic_entries: Family<ClusterLabels, Counter>,
+    pub endpoint_ejected: Family<EndpointLabels, Gauge>,
+    pub outlier_ejections: Family<ClusterDetectorLabels, Counter>,
+    pub outlier_ejections_overflow: Family<ClusterDetectorLabels, Counter>,
     // Live configuration.
     pub config_reloads: Family<ResultLabels, Counter>,
     pub config_generation: Gauge,
@@ -192,6 +201,9 @@ impl Metrics {
             endpoint_drain_duration: Family::new_with_constructor(LatencyHistogram::flows),
             cluster_panic: Family::default(),
             cluster_panic_entries: Family::default(),
+            endpoint_ejected: Family::default(),
+            outlier_ejections: Family::default(),
+            outlier_ejections_overflow: Family::default(),
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
             config_last_reload_timestamp: Gauge::default(),
@@ -277,7 +289,7 @@ impl Metrics {
         );
         registry.register(
             "endpoint_healthy",
-            "1 unless active health checks ejected the endpoint",
+            "1 unless the endpoint fails its active health checks",
             m.endpoint_healthy.clone(),
         );
         registry.register(
@@ -287,7 +299,7 @@ impl Metrics {
         );
         registry.register(
             "endpoint_eligible",
-            "1 if the endpoint takes new requests (healthy and not draining)",
+            "1 if the endpoint takes new requests (healthy, not draining, not ejected)",
             m.endpoint_eligible.clone(),
         );
         registry.register(
@@ -304,6 +316,21 @@ impl Metrics {
             "cluster_panic_entries",
             "Times the cluster entered panic mode",
             m.cluster_panic_entries.clone(),
+        );
+        registry.register(
+            "endpoint_ejected",
+            "1 while outlier detection has the endpoint ejected for failing real traffic",
+            m.endpoint_ejected.clone(),
+        );
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection, by detector (consecutive_5xx, consecutive_gateway_failure, success_rate, failure_percentage)",
+            m.outlier_ejections.clone(),
+        );
+        registry.register(
+            "outlier_ejections_overflow",
+            "Outliers left in rotation because ejecting them would pass max_ejection_percent, by detector",
+            m.outlier_ejections_overflow.clone(),
         );
         registry.register(
             "config_reload",
@@ -486,6 +513,7 @@ pub struct EndpointMetrics {
     pub healthy: Gauge,
     pub draining: Gauge,
     pub eligible: Gauge,
+    pub ejected: Gauge,
     /// Present when an L4 listener uses the cluster, so HTTP-only endpoints
     /// export no empty flow series.
     pub flows: Option<EndpointFlowMetrics>,
@@ -524,6 +552,7 @@ impl EndpointMetrics {
             healthy: m.endpoint_healthy.get_or_create(&labels).clone(),
             draining: m.endpoint_draining.get_or_create(&labels).clone(),
             eligible: m.endpoint_eligible.get_or_create(&labels).clone(),
+            ejected: m.endpoint_ejected.get_or_create(&labels).clone(),
             flows: l4.then(|| EndpointFlowMetrics {
                 flows: m.upstream_flows.get_or_create(&labels).clone(),
                 active_flows: m.upstream_active_flows.get_or_create(&labels).clone(),

@@ -38,6 +38,9 @@ pub enum Behavior {
     Echo,
     /// Like Echo but every request waits this long first.
     Delay(Duration),
+    /// Like Echo, but answers `status` to `percent` of its requests, spread
+    /// evenly (deterministic: request n fails when n * percent / 100 steps).
+    Fail { status: u16, percent: u32 },
     /// Accepts, reads the request, then resets the connection (RST).
     Reset,
     /// Accepts and reads but never answers.
@@ -233,7 +236,7 @@ async fn serve_conn(stream: tokio::net::TcpStream, state: Arc<BackendState>) {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         }
-        Behavior::Echo | Behavior::Delay(_) => {
+        Behavior::Echo | Behavior::Delay(_) | Behavior::Fail { .. } => {
             let service = service_fn(move |req| handle(state.clone(), req));
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
@@ -246,9 +249,15 @@ async fn handle(
     state: Arc<BackendState>,
     req: Request<Incoming>,
 ) -> Result<Response<BoxBody>, Infallible> {
-    state.hits.fetch_add(1, Ordering::SeqCst);
+    let n = state.hits.fetch_add(1, Ordering::SeqCst) as u64;
     state.in_flight.fetch_add(1, Ordering::SeqCst);
-    let path = req.uri().path().to_string();
+    let mut path = req.uri().path().to_string();
+    if let Behavior::Fail { status, percent } = state.behavior {
+        let percent = u64::from(percent);
+        if (n + 1) * percent / 100 > n * percent / 100 {
+            path = format!("/status/{status}");
+        }
+    }
     state.seen.lock().unwrap().push(Seen {
         method: req.method().to_string(),
         path: path.clone(),

@@ -1,0 +1,242 @@
+//! Failure handling through the real binary: outlier detection ejects an
+//! endpoint that fails real traffic (HTTP 5xx, L4 connect failures), never
+//! more than `max_ejection_percent` of a cluster, and the endpoint returns
+//! by itself or when an active check passes.
+
+mod support;
+
+use support::l4::{TcpBackend, TcpMode, closed_port, l4_config, read_line};
+use support::*;
+
+/// Round robin over `backends` with outlier detection settings `outlier`
+/// (TOML lines for `[clusters.outlier_detection]`, or none at all).
+fn config(backends: &[&Backend], outlier: Option<&str>, extra: &str) -> String {
+    let mut cluster = format!(
+        "policy = \"round_robin\"\n{}\n{extra}\n",
+        endpoints_line(backends)
+    );
+    if let Some(lines) = outlier {
+        cluster.push_str(&format!("[clusters.outlier_detection]\n{lines}\n"));
+    }
+    app_config(2, "", &cluster)
+}
+
+/// Each endpoint's `ineligible_reasons`, in config order.
+async fn reasons(proxy: &Proxy) -> Vec<Vec<String>> {
+    clusters(proxy).await["clusters"][0]["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["ineligible_reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+fn ejected(reasons: &[Vec<String>]) -> Vec<bool> {
+    reasons
+        .iter()
+        .map(|r| r.iter().any(|r| r == "ejected"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consecutive_5xx_eject_an_endpoint_until_its_time_is_over() {
+    let a = Backend::start("a", Behavior::Echo);
+    let b = Backend::start("b", Behavior::Echo);
+    let bad = Backend::start(
+        "bad",
+        Behavior::Fail {
+            status: 500,
+            percent: 100,
+        },
+    );
+    // The defaults but a short ejection, so the test sees it end.
+    let proxy = Proxy::start(&config(
+        &[&a, &b, &bad],
+        Some("base_ejection_time = \"1s\""),
+        "",
+    ));
+    let client = h1_client();
+    eventually("bad ejected", async || {
+        get(&client, &proxy.url("public", "/")).await;
+        ejected(&reasons(&proxy).await) == [false, false, true]
+    })
+    .await;
+    let hits = bad.hits();
+    assert!(hits >= 5, "ejected after 5 consecutive 5xx, got {hits}");
+    for _ in 0..30 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        if ejected(&reasons(&proxy).await)[2] {
+            assert_eq!(r.status, 200, "no request reaches an ejected endpoint");
+        }
+    }
+    let ep = bad.addr.to_string();
+    let metrics = get(&client, &proxy.admin_url("/metrics")).await.body;
+    assert!(
+        metrics.contains(
+            r#"fulcrum_outlier_ejections_total{cluster="app",detector="consecutive_5xx"} "#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        proxy
+            .logs()
+            .contains("outlier detection ejected the endpoint")
+    );
+    // It returns by itself (1 s, then 2 s for a second ejection...).
+    eventually("bad returns", async || {
+        let endpoints = clusters(&proxy).await;
+        endpoints["clusters"][0]["endpoints"][2]["eligible"] == true
+    })
+    .await;
+    assert!(
+        proxy
+            .logs()
+            .contains("ejected endpoint returns to rotation")
+    );
+    assert!(
+        get(&client, &proxy.admin_url("/metrics"))
+            .await
+            .body
+            .contains(&format!(
+                r#"fulcrum_endpoint_ejected{{cluster="app",endpoint="{ep}"}}"#
+            ))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_more_than_max_ejection_percent_is_ejected() {
+    let good = Backend::start("good", Behavior::Echo);
+    let bad1 = Backend::start(
+        "bad1",
+        Behavior::Fail {
+            status: 503,
+            percent: 100,
+        },
+    );
+    let bad2 = Backend::start(
+        "bad2",
+        Behavior::Fail {
+            status: 503,
+            percent: 100,
+        },
+    );
+    // 10 % of 3 is less than one endpoint; one may always go, the second may not.
+    let proxy = Proxy::start(&config(&[&good, &bad1, &bad2], None, ""));
+    let client = h1_client();
+    eventually("one bad endpoint ejected, the other an overflow", async || {
+        get(&client, &proxy.url("public", "/")).await;
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_outlier_ejections_overflow_total{cluster="app",detector="consecutive_gateway_failure"}"#,
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    let flags = ejected(&reasons(&proxy).await);
+    assert_eq!(
+        flags.iter().filter(|e| **e).count(),
+        1,
+        "exactly one of three ejected: {flags:?}"
+    );
+    assert!(!flags[0], "the good endpoint stays");
+    assert!(proxy.logs().contains("max_ejection_percent"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn turned_off_an_endpoint_keeps_failing_requests() {
+    let good = Backend::start("good", Behavior::Echo);
+    let bad = Backend::start(
+        "bad",
+        Behavior::Fail {
+            status: 500,
+            percent: 100,
+        },
+    );
+    let proxy = Proxy::start(&config(&[&good, &bad], Some("enabled = false"), ""));
+    let client = h1_client();
+    let mut failed = 0;
+    for _ in 0..40 {
+        if get(&client, &proxy.url("public", "/")).await.status == 500 {
+            failed += 1;
+        }
+    }
+    assert_eq!(
+        failed, 20,
+        "round robin keeps sending half to the bad endpoint"
+    );
+    assert_eq!(ejected(&reasons(&proxy).await), [false, false]);
+    let config: serde_json::Value =
+        serde_json::from_str(&get(&client, &proxy.admin_url("/config")).await.body).unwrap();
+    assert_eq!(
+        config["config"]["clusters"][0]["outlier_detection"],
+        serde_json::Value::Null,
+        "{config}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passing_active_check_returns_an_ejected_endpoint_early() {
+    let good = Backend::start("good", Behavior::Echo);
+    // Fails every request, but accepts TCP connections: a TCP check passes.
+    let bad = Backend::start(
+        "bad",
+        Behavior::Fail {
+            status: 500,
+            percent: 100,
+        },
+    );
+    let proxy = Proxy::start(&config(
+        &[&good, &bad],
+        Some("base_ejection_time = \"5m\""),
+        "health_check = { type = \"tcp\", interval = \"200ms\" }",
+    ));
+    let client = h1_client();
+    eventually("bad ejected", async || {
+        get(&client, &proxy.url("public", "/")).await;
+        ejected(&reasons(&proxy).await) == [false, true]
+    })
+    .await;
+    // Not the 5 minutes: the next passing check brings it back.
+    eventually("bad back after a passing check", async || {
+        ejected(&reasons(&proxy).await) == [false, false]
+    })
+    .await;
+}
+
+#[test]
+fn l4_connect_failures_eject_an_endpoint() {
+    let good = TcpBackend::start("good", TcpMode::Echo);
+    let dead = closed_port();
+    let proxy = Proxy::start(&l4_config(
+        "tcp",
+        "tcp",
+        "app",
+        "",
+        "policy = \"round_robin\"",
+        &[good.addr, dead.addr],
+    ));
+    let listener = proxy.listener("tcp");
+    support::l4::wait_until("dead endpoint ejected", || {
+        // Each flow lands on `good`, after a redispatch when it tried `dead` first.
+        let mut s = std::net::TcpStream::connect(listener).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(read_line(&mut s), "good");
+        support::l4::admin_get(proxy.admin, "/clusters").contains("\"ejected\"")
+    });
+    let metrics = support::l4::admin_get(proxy.admin, "/metrics");
+    assert!(
+        metrics.contains(
+            r#"fulcrum_outlier_ejections_total{cluster="app",detector="consecutive_gateway_failure"} 1"#
+        ),
+        "{metrics}"
+    );
+}
