@@ -240,3 +240,219 @@ fn l4_connect_failures_eject_an_endpoint() {
         "{metrics}"
     );
 }
+
+/// `app` over `endpoints` with outlier detection off (so a failing endpoint
+/// keeps its turn and every request exercises the retry path), plus `extra`.
+fn retry_config(endpoints: &[std::net::SocketAddr], extra: &str, route: &str) -> String {
+    let list: Vec<String> = endpoints
+        .iter()
+        .map(|a| format!("{{ address = \"{a}\" }}"))
+        .collect();
+    app_config(
+        2,
+        route,
+        &format!(
+            "policy = \"round_robin\"\nendpoints = [{}]\n{extra}\n[clusters.outlier_detection]\nenabled = false\n",
+            list.join(", ")
+        ),
+    )
+}
+
+async fn post(client: &TestClient, url: &str, body: &'static str) -> Reply {
+    let req = http::Request::post(url)
+        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+            bytes::Bytes::from_static(body.as_bytes()),
+        )))
+        .unwrap();
+    send(client, req).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_failures_are_retried_on_another_endpoint_by_default_whatever_the_method() {
+    let dead = closed_port();
+    let good = Backend::start("good", Behavior::Echo);
+    let proxy = Proxy::start(&retry_config(&[dead.addr, good.addr], "", ""));
+    let client = h1_client();
+    let mut retried = 0;
+    for i in 0..20 {
+        let r = if i % 2 == 0 {
+            get(&client, &proxy.url("public", "/")).await
+        } else {
+            // Never reached the origin, so even a POST is retried, body and all.
+            post(&client, &proxy.url("public", "/upload"), "twelve bytes").await
+        };
+        assert_eq!(r.status, 200, "{:?}", r.headers);
+        let expected = if i % 2 == 0 { "good" } else { "12" };
+        assert_eq!(r.body, expected);
+        match r.header("x-fulcrum-attempts") {
+            Some("2") => retried += 1,
+            None => {}
+            other => panic!("unexpected attempts header {other:?}"),
+        }
+    }
+    assert_eq!(
+        retried, 10,
+        "round robin sends every other request to the dead port first"
+    );
+    assert_eq!(
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_upstream_retries_total{cluster="app",reason="connect_failure"}"#
+        )
+        .await,
+        10.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_5xx_is_retried_only_when_configured_and_only_for_idempotent_methods() {
+    let bad = Backend::start(
+        "bad",
+        Behavior::Fail {
+            status: 503,
+            percent: 100,
+        },
+    );
+    let good = Backend::start("good", Behavior::Echo);
+    let route = "[listeners.routes.retry_policy]\nretry_on = [\"gateway-error\"]\n";
+    let plain = Proxy::start(&retry_config(&[bad.addr, good.addr], "", ""));
+    let retrying = Proxy::start(&retry_config(&[bad.addr, good.addr], "", route));
+    let client = h1_client();
+    let mut failed = 0;
+    for _ in 0..10 {
+        if get(&client, &plain.url("public", "/")).await.status == 503 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 5, "by default a 503 is the client's answer");
+    for _ in 0..10 {
+        let r = get(&client, &retrying.url("public", "/")).await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
+    }
+    // Round robin is not advanced by retries: the POSTs alternate.
+    let mut posts_failed = 0;
+    for _ in 0..10 {
+        if post(&client, &retrying.url("public", "/"), "x")
+            .await
+            .status
+            == 503
+        {
+            posts_failed += 1;
+        }
+    }
+    assert_eq!(posts_failed, 5, "a POST the origin saw is never retried");
+    assert!(
+        proxy_metric(
+            &retrying,
+            r#"fulcrum_upstream_retries_total{cluster="app",reason="status"}"#
+        )
+        .await
+            >= 5.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_retry_budget_answers_with_the_original_failure() {
+    let dead = closed_port();
+    let good = Backend::start("good", Behavior::Echo);
+    let budget = "[clusters.retry_budget]\nbudget_percent = 0\nmin_retry_concurrency = 0\n";
+    let proxy = Proxy::start(&retry_config(&[dead.addr, good.addr], budget, ""));
+    let client = h1_client();
+    let mut refused = 0;
+    for _ in 0..10 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        if r.status == 502 {
+            assert_eq!(r.header("x-fulcrum-reason"), Some("retry_budget_exhausted"));
+            assert!(r.body.contains("could not connect"), "{}", r.body);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 5);
+    assert_eq!(
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_upstream_retry_overflow_total{cluster="app"}"#
+        )
+        .await,
+        5.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_try_timeout_moves_on_to_another_endpoint() {
+    let hole = Backend::start("hole", Behavior::BlackHole);
+    let good = Backend::start("good", Behavior::Echo);
+    let policy = "[clusters.retry_policy]\nretry_on = [\"reset\"]\nper_try_timeout = \"300ms\"\n";
+    let proxy = Proxy::start(&retry_config(&[hole.addr, good.addr], policy, ""));
+    let client = h1_client();
+    for _ in 0..4 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
+    }
+    assert_eq!(
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_upstream_retries_total{cluster="app",reason="per_try_timeout"}"#
+        )
+        .await,
+        2.0
+    );
+}
+
+/// An HTTP/2 origin that refuses every stream (RST_STREAM REFUSED_STREAM).
+fn refusing_h2_origin() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            // Bounded: serves for the test's duration, then the thread ends.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+                loop {
+                    let Ok((socket, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let Ok(mut conn) = h2::server::handshake(socket).await else {
+                            return;
+                        };
+                        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                            respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        }
+                    });
+                }
+            })
+            .await;
+        });
+    });
+    (addr, thread)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_http2_stream_is_retried_by_default() {
+    let (refuser, _thread) = refusing_h2_origin();
+    let good = Backend::start("good", Behavior::Echo);
+    let proxy = Proxy::start(&retry_config(
+        &[refuser, good.addr],
+        "protocol = \"http2\"",
+        "",
+    ));
+    let client = h1_client();
+    for _ in 0..6 {
+        let r = get(&client, &proxy.url("public", "/")).await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
+    }
+    assert_eq!(
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_upstream_retries_total{cluster="app",reason="refused_stream"}"#
+        )
+        .await,
+        3.0
+    );
+}

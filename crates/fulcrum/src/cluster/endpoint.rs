@@ -27,9 +27,8 @@ pub struct Endpoint {
     /// `address` as a URI authority, computed once: upstream request URIs use it.
     pub authority: http::uri::Authority,
     active_requests: AtomicU64,
-    /// In-flight requests of the whole cluster, shared by its endpoints, so
-    /// `consistent_bounded` reads the average load in O(1).
-    cluster_active: Arc<AtomicU64>,
+    /// The whole cluster's in-flight counts, shared by its endpoints.
+    cluster: Arc<ClusterLoad>,
     requests_total: AtomicU64,
     /// Why it takes no new requests, as last published by the control side
     /// (the only writer); read by the admin API.
@@ -44,6 +43,22 @@ pub struct Endpoint {
     pub outlier: OutlierCounters,
 }
 
+/// In-flight counts of a whole cluster, shared by its endpoints and kept
+/// across reloads: `consistent_bounded` reads the average load in O(1), and
+/// the retry budget compares retries with requests.
+#[derive(Debug, Default)]
+pub struct ClusterLoad {
+    active_requests: AtomicU64,
+    /// Retries in flight (`http::retry::acquire` counts them).
+    pub active_retries: AtomicU64,
+}
+
+impl ClusterLoad {
+    pub fn active_requests(&self) -> u64 {
+        self.active_requests.load(Ordering::Relaxed)
+    }
+}
+
 const UNHEALTHY: u8 = 1;
 const DRAINING: u8 = 2;
 const EJECTED: u8 = 4;
@@ -53,7 +68,7 @@ impl Endpoint {
         address: SocketAddr,
         metrics: EndpointMetrics,
         ewma: Option<PeakEwma>,
-        cluster_active: Arc<AtomicU64>,
+        cluster: Arc<ClusterLoad>,
         workers: usize,
     ) -> Self {
         metrics.healthy.set(1);
@@ -65,7 +80,7 @@ impl Endpoint {
                 .unwrap_or_else(|_| http::uri::Authority::from_static("invalid")),
             label,
             active_requests: AtomicU64::new(0),
-            cluster_active,
+            cluster,
             requests_total: AtomicU64::new(0),
             ineligible: AtomicU8::new(0),
             metrics,
@@ -80,7 +95,11 @@ impl Endpoint {
     }
 
     pub fn cluster_active_requests(&self) -> u64 {
-        self.cluster_active.load(Ordering::Relaxed)
+        self.cluster.active_requests()
+    }
+
+    pub fn cluster_load(&self) -> &ClusterLoad {
+        &self.cluster
     }
 
     pub fn requests_total(&self) -> u64 {
@@ -122,7 +141,10 @@ pub struct ActiveRequest {
 impl ActiveRequest {
     pub fn start(endpoint: Arc<Endpoint>) -> Self {
         endpoint.active_requests.fetch_add(1, Ordering::Relaxed);
-        endpoint.cluster_active.fetch_add(1, Ordering::Relaxed);
+        endpoint
+            .cluster
+            .active_requests
+            .fetch_add(1, Ordering::Relaxed);
         endpoint.requests_total.fetch_add(1, Ordering::Relaxed);
         endpoint.metrics.active_requests.inc();
         Self {
@@ -173,7 +195,10 @@ impl Drop for ActiveRequest {
         self.endpoint
             .active_requests
             .fetch_sub(1, Ordering::Relaxed);
-        self.endpoint.cluster_active.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint
+            .cluster
+            .active_requests
+            .fetch_sub(1, Ordering::Relaxed);
         self.endpoint.metrics.active_requests.dec();
         self.endpoint
             .metrics
@@ -193,7 +218,10 @@ pub struct ActiveFlow {
 impl ActiveFlow {
     pub fn start(endpoint: Arc<Endpoint>) -> Self {
         endpoint.active_requests.fetch_add(1, Ordering::Relaxed);
-        endpoint.cluster_active.fetch_add(1, Ordering::Relaxed);
+        endpoint
+            .cluster
+            .active_requests
+            .fetch_add(1, Ordering::Relaxed);
         endpoint.requests_total.fetch_add(1, Ordering::Relaxed);
         if let Some(f) = &endpoint.metrics.flows {
             f.flows.inc();
@@ -212,7 +240,10 @@ impl Drop for ActiveFlow {
         self.endpoint
             .active_requests
             .fetch_sub(1, Ordering::Relaxed);
-        self.endpoint.cluster_active.fetch_sub(1, Ordering::Relaxed);
+        self.endpoint
+            .cluster
+            .active_requests
+            .fetch_sub(1, Ordering::Relaxed);
         if let Some(f) = &self.endpoint.metrics.flows {
             f.active_flows.dec();
         }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use fulcrum_balance::{Balancer, LoadView, PeakEwma, PickContext, Policy};
 
-pub use endpoint::{ActiveFlow, ActiveRequest, Endpoint};
+pub use endpoint::{ActiveFlow, ActiveRequest, ClusterLoad, Endpoint};
 use manager::EndpointStatus;
 
 use crate::config::ClusterConfig;

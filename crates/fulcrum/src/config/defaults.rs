@@ -139,3 +139,24 @@ pub const OUTLIER_SUCCESS_RATE_REQUEST_VOLUME: u32 = 100;
 /// `enforcing_failure_percentage` is 0 too); its volume bars are Envoy's.
 pub const OUTLIER_FAILURE_PERCENTAGE_MINIMUM_HOSTS: u32 = 5;
 pub const OUTLIER_FAILURE_PERCENTAGE_REQUEST_VOLUME: u32 = 50;
+
+/// Retries: what is retried when nothing says otherwise. Only failures
+/// where the request never reached the origin (a refused or failed connect,
+/// an HTTP/2 stream the origin refused before processing it), so a retry
+/// can never run a request twice; the rest is opt-in per cluster or route.
+pub const RETRY_ON: [&str; 2] = ["connect-failure", "refused-stream"];
+/// Envoy's `num_retries` default is 1 and HAProxy's `retries` 3; with every
+/// retry on an endpoint not tried yet, two ride out two dead endpoints
+/// between health-check ticks without lengthening a hopeless request much.
+pub const NUM_RETRIES: u32 = 2;
+/// Envoy's retry back-off: full jitter between 0 and base x 2^(retry - 1),
+/// capped at 10 x base, so retries from many requests spread out instead of
+/// arriving together at the next endpoint.
+pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(25);
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// Retry budget (Envoy's and Linkerd's): retries in flight may be at most
+/// 20 % of the cluster's active requests, and at least 3 at a time so a
+/// quiet cluster can still retry. A cluster-wide outage therefore adds at
+/// most a fifth more load instead of tripling it (the retry storm).
+pub const RETRY_BUDGET_PERCENT: u32 = 20;
+pub const RETRY_MIN_CONCURRENCY: u32 = 3;

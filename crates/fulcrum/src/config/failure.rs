@@ -1,12 +1,14 @@
-//! Validation of a cluster's failure-handling settings: outlier detection.
+//! Validation of the failure-handling settings: outlier detection, retry
+//! policy and retry budget.
 
 use std::time::Duration;
 
 use toml::Spanned;
 
+use super::defaults;
 use super::diagnostic::Collector;
-use super::model::OutlierDetectionConfig;
-use super::schema::OutlierDetectionSection;
+use super::model::{OutlierDetectionConfig, RetryBudget, RetryOn, RetryPolicy};
+use super::schema::{OutlierDetectionSection, RetryBudgetSection, RetryPolicySection};
 use super::validate::{bounded, duration};
 
 /// Outlier detection is on unless the section says `enabled = false`; every
@@ -137,4 +139,184 @@ fn positive(
         return None;
     }
     Some(d)
+}
+
+/// The default retry policy: `config::defaults` explains each value.
+pub fn default_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: defaults::RETRY_ON
+            .iter()
+            .filter_map(|name| RetryOn::ALL.iter().find(|(n, _)| n == name))
+            .map(|(_, on)| *on)
+            .collect(),
+        num_retries: defaults::NUM_RETRIES,
+        per_try_timeout: None,
+        retriable_status_codes: Vec::new(),
+        retry_non_idempotent: false,
+        backoff_base_interval: defaults::RETRY_BACKOFF_BASE,
+        backoff_max_interval: defaults::RETRY_BACKOFF_MAX,
+    }
+}
+
+/// A cluster's or a route's `retry_policy`; fields left out take the defaults.
+pub fn retry_policy(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: Option<&Spanned<RetryPolicySection>>,
+) -> Option<RetryPolicy> {
+    let default = default_retry_policy();
+    let Some(s) = s.map(Spanned::get_ref) else {
+        return Some(default);
+    };
+    let at = format!("{at}.retry_policy");
+    let mut ok = true;
+    let retry_on = match &s.retry_on {
+        None => default.retry_on.clone(),
+        Some(list) => {
+            let mut on = Vec::new();
+            for (i, name) in list.get_ref().iter().enumerate() {
+                match RetryOn::ALL.iter().find(|(n, _)| n == name.get_ref()) {
+                    Some((_, o)) if !on.contains(o) => on.push(*o),
+                    Some(_) => {}
+                    None => {
+                        ok = false;
+                        let names: Vec<&str> = RetryOn::ALL.iter().map(|(n, _)| *n).collect();
+                        c.error(
+                            name.span(),
+                            format!("{at}.retry_on[{i}]"),
+                            format!("unknown retry condition \"{}\"", name.get_ref()),
+                            Some(format!("use any of: {}", names.join(", "))),
+                        );
+                    }
+                }
+            }
+            on
+        }
+    };
+    let num_retries = bounded(
+        c,
+        &s.num_retries,
+        &format!("{at}.num_retries"),
+        0..=10,
+        default.num_retries,
+    );
+    let per_try_timeout = match &s.per_try_timeout {
+        None => Some(None),
+        Some(_) => positive(
+            c,
+            &s.per_try_timeout,
+            &format!("{at}.per_try_timeout"),
+            Duration::from_secs(1),
+        )
+        .map(Some),
+    };
+    let mut statuses = Vec::new();
+    for (i, code) in s
+        .retriable_status_codes
+        .iter()
+        .flat_map(|l| l.get_ref().iter())
+        .enumerate()
+    {
+        match u16::try_from(*code.get_ref()) {
+            Ok(n) if (100..=599).contains(&n) => statuses.push(n),
+            _ => {
+                ok = false;
+                c.error(
+                    code.span(),
+                    format!("{at}.retriable_status_codes[{i}]"),
+                    format!("{} is not an HTTP status", code.get_ref()),
+                    Some("use status codes from 100 to 599, such as 503".into()),
+                );
+            }
+        }
+    }
+    if !statuses.is_empty() && !retry_on.contains(&RetryOn::RetriableStatusCodes) && ok {
+        c.error(
+            s.retriable_status_codes
+                .as_ref()
+                .map_or(0..0, Spanned::span),
+            format!("{at}.retriable_status_codes"),
+            "retriable_status_codes has no effect without the retriable-status-codes condition"
+                .to_string(),
+            Some("add \"retriable-status-codes\" to retry_on".into()),
+        );
+        ok = false;
+    }
+    let base = positive(
+        c,
+        &s.backoff_base_interval,
+        &format!("{at}.backoff_base_interval"),
+        default.backoff_base_interval,
+    );
+    let max = match (&s.backoff_max_interval, base) {
+        // Envoy's default maximum is ten times the base.
+        (None, Some(base)) if s.backoff_base_interval.is_some() => Some(base * 10),
+        _ => positive(
+            c,
+            &s.backoff_max_interval,
+            &format!("{at}.backoff_max_interval"),
+            default.backoff_max_interval,
+        ),
+    };
+    if let (Some(b), Some(m)) = (base, max)
+        && m < b
+    {
+        c.error(
+            s.backoff_max_interval.as_ref().map_or(0..0, Spanned::span),
+            format!("{at}.backoff_max_interval"),
+            "the longest back-off is shorter than the base".to_string(),
+            Some("make backoff_max_interval at least backoff_base_interval".into()),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    Some(RetryPolicy {
+        retry_on,
+        num_retries: num_retries?,
+        per_try_timeout: per_try_timeout?,
+        retriable_status_codes: statuses,
+        retry_non_idempotent: s
+            .retry_non_idempotent
+            .as_ref()
+            .is_some_and(|v| *v.get_ref()),
+        backoff_base_interval: base?,
+        backoff_max_interval: max?,
+    })
+}
+
+/// A cluster's `retry_budget`: on by default; `enabled = false` lifts it.
+pub fn retry_budget(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: Option<&Spanned<RetryBudgetSection>>,
+) -> Option<Option<RetryBudget>> {
+    let s = s.map(Spanned::get_ref);
+    if s.and_then(|s| s.enabled.as_ref())
+        .is_some_and(|e| !*e.get_ref())
+    {
+        return Some(None);
+    }
+    let at = format!("{at}.retry_budget");
+    let empty = RetryBudgetSection::default();
+    let s = s.unwrap_or(&empty);
+    let budget_percent = bounded(
+        c,
+        &s.budget_percent,
+        &format!("{at}.budget_percent"),
+        0..=1000,
+        defaults::RETRY_BUDGET_PERCENT,
+    );
+    let min_retry_concurrency = bounded(
+        c,
+        &s.min_retry_concurrency,
+        &format!("{at}.min_retry_concurrency"),
+        0..=1_000_000,
+        defaults::RETRY_MIN_CONCURRENCY,
+    );
+    Some(Some(RetryBudget {
+        budget_percent: budget_percent?,
+        min_retry_concurrency: min_retry_concurrency?,
+    }))
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use toml::de::{DeTable, DeValue};
 
 pub use diagnostic::{ConfigErrors, Diagnostic};
+pub use failure::default_retry_policy;
 pub use model::*;
 pub use validate::parse_duration;
 

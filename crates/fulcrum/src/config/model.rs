@@ -239,6 +239,10 @@ pub struct RouteConfig {
     /// What the hashing balancers hash for requests on this route.
     #[serde(skip_serializing_if = "HashPolicy::is_empty")]
     pub hash_policy: HashPolicy,
+    /// Replaces the cluster's retry policy on this route (shared, so a
+    /// request holds it without copying).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<std::sync::Arc<RetryPolicy>>,
 }
 
 /// How a route matches the request's host (the `Host` header or the HTTP/2
@@ -298,6 +302,10 @@ pub struct ClusterConfig {
     pub health_check: Option<HealthCheckConfig>,
     /// Passive health checking; none: turned off (`enabled = false`).
     pub outlier_detection: Option<OutlierDetectionConfig>,
+    /// Retries for requests to this cluster (a route may bring its own).
+    pub retry_policy: RetryPolicy,
+    /// Retries in flight at most this share of active requests; none: no limit.
+    pub retry_budget: Option<RetryBudget>,
     /// TLS to the endpoints (requests and health checks); none: plain TCP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
@@ -400,6 +408,79 @@ impl Default for OutlierDetectionConfig {
     }
 }
 
+/// When a failed request is tried again, on an endpoint not tried yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: Vec<RetryOn>,
+    /// Attempts after the first; 0: no retries.
+    pub num_retries: u32,
+    /// Bounds each attempt (to the response headers); none: only the
+    /// cluster's `request_timeout`, which bounds all attempts together.
+    #[serde(
+        serialize_with = "optional_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_try_timeout: Option<Duration>,
+    /// Statuses `retriable-status-codes` retries.
+    pub retriable_status_codes: Vec<u16>,
+    /// Conditions where the origin may have seen the request (`reset`,
+    /// `gateway-error`, `5xx`, statuses) retry only idempotent methods
+    /// unless this is set.
+    pub retry_non_idempotent: bool,
+    #[serde(serialize_with = "human_duration")]
+    pub backoff_base_interval: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub backoff_max_interval: Duration,
+}
+
+/// A condition a request is retried on (Envoy's `retry_on` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryOn {
+    /// No connection could be made: the request never left fulcrum.
+    ConnectFailure,
+    /// The HTTP/2 origin refused the stream before processing it.
+    RefusedStream,
+    /// The connection reset, closed or broke mid-exchange, or a per-try
+    /// timeout fired: the origin may have seen the request.
+    Reset,
+    /// 502, 503 and 504 responses, and everything `reset` covers.
+    GatewayError,
+    /// Any 5xx response, and everything `reset` covers.
+    #[serde(rename = "5xx")]
+    ServerError,
+    /// The statuses in `retriable_status_codes`.
+    RetriableStatusCodes,
+}
+
+impl RetryOn {
+    pub const ALL: [(&'static str, RetryOn); 6] = [
+        ("connect-failure", RetryOn::ConnectFailure),
+        ("refused-stream", RetryOn::RefusedStream),
+        ("reset", RetryOn::Reset),
+        ("gateway-error", RetryOn::GatewayError),
+        ("5xx", RetryOn::ServerError),
+        ("retriable-status-codes", RetryOn::RetriableStatusCodes),
+    ];
+}
+
+/// Envoy's retry budget: retries in flight at most `budget_percent` of the
+/// cluster's active requests, and always `min_retry_concurrency`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RetryBudget {
+    pub budget_percent: u32,
+    pub min_retry_concurrency: u32,
+}
+
+impl RetryBudget {
+    /// Whether one more retry fits with `active_retries` retries and
+    /// `active_requests` requests in flight.
+    pub fn allows(&self, active_retries: u64, active_requests: u64) -> bool {
+        let share = active_requests.saturating_mul(u64::from(self.budget_percent)) / 100;
+        active_retries < share.max(u64::from(self.min_retry_concurrency))
+    }
+}
+
 /// An inclusive range of HTTP status codes, written `200` or `200-399`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StatusRange {
@@ -425,6 +506,13 @@ impl Serialize for StatusRange {
 
 fn policy_name<S: Serializer>(p: &Policy, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(p.name())
+}
+
+fn optional_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => human_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn human_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -105,6 +105,8 @@ pub struct RouteSection {
     #[serde(default)]
     pub hash_policy: Vec<Spanned<HashSourceSection>>,
     pub affinity_cookie: Option<Spanned<AffinityCookieSection>>,
+    /// Replaces the cluster's retry policy for requests on this route.
+    pub retry_policy: Option<Spanned<RetryPolicySection>>,
 }
 
 /// One entry of a route's `hash_policy` list: exactly one field is set.
@@ -145,6 +147,8 @@ pub struct ClusterSection {
     pub endpoints: Spanned<Vec<EndpointSection>>,
     pub health_check: Option<Spanned<HealthCheckSection>>,
     pub outlier_detection: Option<Spanned<OutlierDetectionSection>>,
+    pub retry_policy: Option<Spanned<RetryPolicySection>>,
+    pub retry_budget: Option<Spanned<RetryBudgetSection>>,
     /// TLS to the endpoints (re-encryption).
     pub tls: Option<Spanned<UpstreamTlsSection>>,
 }
@@ -178,6 +182,26 @@ pub struct OutlierDetectionSection {
     pub failure_percentage_threshold: Option<Spanned<i64>>,
     pub failure_percentage_minimum_hosts: Option<Spanned<i64>>,
     pub failure_percentage_request_volume: Option<Spanned<i64>>,
+}
+
+/// When a failed request is tried again (cluster default, or a route's own).
+#[derive(Debug, Default, Deserialize)]
+pub struct RetryPolicySection {
+    pub retry_on: Option<Spanned<Vec<Spanned<String>>>>,
+    pub num_retries: Option<Spanned<i64>>,
+    pub per_try_timeout: Option<Spanned<String>>,
+    pub retriable_status_codes: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub retry_non_idempotent: Option<Spanned<bool>>,
+    pub backoff_base_interval: Option<Spanned<String>>,
+    pub backoff_max_interval: Option<Spanned<String>>,
+}
+
+/// The share of a cluster's load retries may add; `enabled = false` lifts it.
+#[derive(Debug, Default, Deserialize)]
+pub struct RetryBudgetSection {
+    pub enabled: Option<Spanned<bool>>,
+    pub budget_percent: Option<Spanned<i64>>,
+    pub min_retry_concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +242,10 @@ pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
         ["clusters", "endpoints"] => fields_of::<EndpointSection>(),
         ["clusters", "health_check"] => fields_of::<HealthCheckSection>(),
         ["clusters", "outlier_detection"] => fields_of::<OutlierDetectionSection>(),
+        ["clusters", "retry_policy"] | ["listeners", "routes", "retry_policy"] => {
+            fields_of::<RetryPolicySection>()
+        }
+        ["clusters", "retry_budget"] => fields_of::<RetryBudgetSection>(),
         ["clusters", "tls"] => fields_of::<UpstreamTlsSection>(),
         ["clusters", "tls", "certificate"] => fields_of::<CertificateSection>(),
         ["listeners", "tls"] => fields_of::<TlsSection>(),

@@ -483,3 +483,52 @@ fn outlier_detection_is_on_by_default_and_its_fields_are_checked() {
         "{d:?}"
     );
 }
+
+#[test]
+fn retries_default_to_what_never_reached_the_origin_and_their_fields_are_checked() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(
+        cl.retry_policy.retry_on,
+        [RetryOn::ConnectFailure, RetryOn::RefusedStream]
+    );
+    assert_eq!(cl.retry_policy.num_retries, defaults::NUM_RETRIES);
+    assert_eq!(
+        cl.retry_budget,
+        Some(RetryBudget {
+            budget_percent: 20,
+            min_retry_concurrency: 3
+        })
+    );
+    assert_eq!(c.listeners[0].routes[0].retry_policy, None);
+    let src = GOOD.replace(
+        "cluster = \"api\"\n",
+        "cluster = \"api\"\nretry_policy = { retry_on = [\"5xx\"], backoff_base_interval = \"10ms\" }\n",
+    );
+    let c = parse("t.toml", &src).unwrap();
+    let route = c.listeners[0].routes[0].retry_policy.as_deref().unwrap();
+    assert_eq!(route.retry_on, [RetryOn::ServerError]);
+    assert_eq!(
+        route.backoff_max_interval,
+        std::time::Duration::from_millis(100),
+        "ten times the base unless set"
+    );
+    let src = format!(
+        "{GOOD}[clusters.retry_policy]\nretry_on = [\"connect-failure\", \"5xxx\"]\nnum_retries = 11\nretriable_status_codes = [503]\nbackoff_base_interval = \"1s\"\nbackoff_max_interval = \"100ms\"\n[clusters.retry_budget]\nbudget_percent = -1\n"
+    );
+    let ds = errors(&src);
+    let d = find(&ds, "clusters[0].retry_policy.retry_on[1]");
+    assert!(d.help.as_deref().unwrap().contains("5xx"), "{d:?}");
+    find(&ds, "clusters[0].retry_policy.num_retries");
+    find(&ds, "clusters[0].retry_policy.backoff_max_interval");
+    find(&ds, "clusters[0].retry_budget.budget_percent");
+    let src = format!("{GOOD}[clusters.retry_policy]\nretriable_status_codes = [503]\n");
+    let d = errors(&src);
+    let d = find(&d, "clusters[0].retry_policy.retriable_status_codes");
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap()
+            .contains("retriable-status-codes")
+    );
+}

@@ -776,12 +776,20 @@ fn route(
     };
     let cluster = cluster_ref(c, &s.cluster, &format!("{at}.cluster"), "route", clusters);
     let hash_policy = hash_policy(c, at, s);
+    let retry_policy = s
+        .retry_policy
+        .as_ref()
+        .map(|r| super::failure::retry_policy(c, at, Some(r)).map(std::sync::Arc::new));
     Some(RouteConfig {
         host: host?,
         path_prefix: path_prefix?,
         cluster: s.cluster.get_ref().clone(),
         cluster_index: cluster?.index,
         hash_policy: hash_policy?,
+        retry_policy: match retry_policy {
+            None => None,
+            Some(r) => Some(r?),
+        },
     })
 }
 
@@ -1030,6 +1038,8 @@ fn cluster(
         .as_ref()
         .map(|h| health_check(c, &format!("{at}.health_check"), h.get_ref()));
     let outlier_detection = super::failure::outlier_detection(c, &at, s.outlier_detection.as_ref());
+    let retry_policy = super::failure::retry_policy(c, &at, s.retry_policy.as_ref());
+    let retry_budget = super::failure::retry_budget(c, &at, s.retry_budget.as_ref());
     let tls = s
         .tls
         .as_ref()
@@ -1051,6 +1061,8 @@ fn cluster(
             Some(h) => Some(h?),
         },
         outlier_detection: outlier_detection?,
+        retry_policy: retry_policy?,
+        retry_budget: retry_budget?,
         tls: match tls {
             None => None,
             Some(t) => Some(t?),

@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use fulcrum_balance::{PeakEwma, PeakEwmaConfig, Policy};
@@ -21,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::manager::Manager;
 use crate::cluster::transport::Transport;
-use crate::cluster::{Cluster, ClusterParts, Endpoint};
+use crate::cluster::{Cluster, ClusterLoad, ClusterParts, Endpoint};
 use crate::config::{
     ClusterConfig, Config, ListenerConfig, ListenerProtocol, TlsConfig, UpstreamProtocol,
     UpstreamTlsConfig,
@@ -47,7 +46,7 @@ struct KeptCluster {
     endpoints: HashMap<SocketAddr, Arc<Endpoint>>,
     /// What the endpoints were made for: a change makes new ones.
     endpoint_kind: EndpointKind,
-    cluster_active: Arc<AtomicU64>,
+    cluster_load: Arc<ClusterLoad>,
     transport: Arc<Transport>,
     transport_key: TransportKey,
     flows: Arc<ConnectionLimit>,
@@ -234,7 +233,7 @@ impl Registry {
             },
             l4,
         };
-        let cluster_active = previous.map_or_else(Arc::default, |k| k.cluster_active.clone());
+        let cluster_load = previous.map_or_else(Arc::default, |k| k.cluster_load.clone());
         let reusable = previous.filter(|k| k.endpoint_kind == kind);
         let endpoints: Vec<Arc<Endpoint>> = c
             .endpoints
@@ -249,7 +248,7 @@ impl Registry {
                             EndpointMetrics::new(&self.metrics, &c.name, &label, l4),
                             kind.ewma
                                 .map(|config| PeakEwma::new(config, crate::clock::now_ns())),
-                            cluster_active.clone(),
+                            cluster_load.clone(),
                             self.workers,
                         ))
                     })
@@ -280,7 +279,7 @@ impl Registry {
         let kept = KeptCluster {
             endpoints: endpoints.iter().map(|e| (e.address, e.clone())).collect(),
             endpoint_kind: kind,
-            cluster_active,
+            cluster_load,
             transport: transport.clone(),
             transport_key,
             flows: flows.clone(),

@@ -218,7 +218,8 @@ impl Body for ClientBody {
 /// they come, with the trailer section filtered as in both other directions.
 #[derive(Debug)]
 pub struct RequestBody {
-    inner: ClientBody,
+    /// None: no body (a retry of a bodiless request).
+    inner: Option<ClientBody>,
     /// The listener's client certificate header, never taken from a client.
     client_cert_header: HeaderName,
 }
@@ -226,9 +227,21 @@ pub struct RequestBody {
 impl RequestBody {
     pub fn new(inner: ClientBody, client_cert_header: HeaderName) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             client_cert_header,
         }
+    }
+
+    /// No body at all.
+    pub fn empty(client_cert_header: HeaderName) -> Self {
+        Self {
+            inner: None,
+            client_cert_header,
+        }
+    }
+
+    pub fn client_cert_header(&self) -> &HeaderName {
+        &self.client_cert_header
     }
 }
 
@@ -241,7 +254,10 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ClientBodyError>>> {
         let this = self.get_mut();
-        let polled = std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = std::task::ready!(Pin::new(inner).poll_frame(cx));
         Poll::Ready(polled.map(|frame| {
             frame.map(|mut f| {
                 if let Some(trailers) = f.trailers_mut() {
@@ -253,10 +269,12 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

@@ -1,7 +1,11 @@
 //! The one place where a failure to proxy becomes a response: status, a short
 //! plain-text body naming the cause, the machine-readable `x-fulcrum-reason`
 //! header, and the metric label. One exhaustive `match`, so a new failure
-//! cannot be added without deciding all four.
+//! cannot be added without deciding all four. Each error also says who is
+//! to blame (the endpoint's statistics leave out what the client caused)
+//! and whether the origin may have seen the request (whether a retry is
+//! safe for a method that is not idempotent), in the manner of pingora's
+//! errors.
 
 use http::{HeaderValue, Response, StatusCode};
 
@@ -9,6 +13,17 @@ use super::body::ProxyBody;
 
 /// Response header carrying the reason of a locally generated error.
 pub const REASON_HEADER: &str = "x-fulcrum-reason";
+
+/// Which side a failure is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request or the client's connection (a malformed or stalled request).
+    Client,
+    /// fulcrum's own configuration or state (no route, no endpoint).
+    Fulcrum,
+    /// The endpoint or the network path to it.
+    Upstream,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -22,10 +37,19 @@ pub enum ProxyError {
     UpstreamTls { endpoint: String, detail: String },
     #[error("{endpoint} closed or reset the connection before responding: {detail}")]
     UpstreamReset { endpoint: String, detail: String },
+    /// HTTP/2 REFUSED_STREAM (RFC 9113 8.7): the origin did not process it.
+    #[error("{endpoint} refused the stream before processing the request: {detail}")]
+    RefusedStream { endpoint: String, detail: String },
     #[error("{endpoint} sent an invalid HTTP response: {detail}")]
     UpstreamProtocol { endpoint: String, detail: String },
     #[error("{endpoint} did not respond within {timeout_ms} ms")]
     UpstreamTimeout { endpoint: String, timeout_ms: u128 },
+    #[error("{endpoint} did not respond within the per-try timeout of {timeout_ms} ms")]
+    PerTryTimeout { endpoint: String, timeout_ms: u128 },
+    /// A retry was due, but the cluster's retry budget was spent: `cause`
+    /// is the failure that would have been retried.
+    #[error("{cause} (not retried: the cluster's retry budget is exhausted)")]
+    RetryBudgetExhausted { cause: Box<ProxyError> },
     #[error("the request cannot be forwarded: {0}")]
     BadRequest(String),
     /// The request breaks a rule of RFC 9110/9112/9113 that an intermediary
@@ -65,10 +89,17 @@ impl ProxyError {
             }
             ProxyError::UpstreamTls { .. } => (StatusCode::BAD_GATEWAY, "upstream_tls_failure"),
             ProxyError::UpstreamReset { .. } => (StatusCode::BAD_GATEWAY, "upstream_reset"),
+            ProxyError::RefusedStream { .. } => {
+                (StatusCode::BAD_GATEWAY, "upstream_refused_stream")
+            }
             ProxyError::UpstreamProtocol { .. } => {
                 (StatusCode::BAD_GATEWAY, "upstream_protocol_error")
             }
             ProxyError::UpstreamTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::PerTryTimeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "per_try_timeout"),
+            ProxyError::RetryBudgetExhausted { cause } => {
+                (cause.classify().0, "retry_budget_exhausted")
+            }
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ProxyError::ConnectNotSupported => {
@@ -107,13 +138,49 @@ impl ProxyError {
         )
     }
 
+    /// Who caused the failure.
+    pub fn blame(&self) -> Blame {
+        match self {
+            ProxyError::RequestBodyTimeout { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::BadRequest(_)
+            | ProxyError::Malformed(_)
+            | ProxyError::ConnectNotSupported
+            | ProxyError::TooManyHeaderFields { .. }
+            | ProxyError::UnsupportedTransferCoding
+            | ProxyError::TooEarly => Blame::Client,
+            ProxyError::NoRoute
+            | ProxyError::NoHealthyUpstream { .. }
+            | ProxyError::WebSocketNotSupported { .. } => Blame::Fulcrum,
+            ProxyError::ConnectFailure { .. }
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::UpstreamReset { .. }
+            | ProxyError::RefusedStream { .. }
+            | ProxyError::UpstreamProtocol { .. }
+            | ProxyError::UpstreamTimeout { .. }
+            | ProxyError::PerTryTimeout { .. } => Blame::Upstream,
+            ProxyError::RetryBudgetExhausted { cause } => cause.blame(),
+        }
+    }
+
     /// The client, not the endpoint, caused the failure: the endpoint's
     /// failure statistics and the upstream error count leave it out.
     pub fn blames_client(&self) -> bool {
-        matches!(
-            self,
-            ProxyError::RequestBodyTimeout { .. } | ProxyError::ClientBody(_)
-        )
+        self.blame() == Blame::Client
+    }
+
+    /// Whether the origin may have seen (and acted on) the request: a
+    /// connect that failed, a TLS handshake that failed and a refused
+    /// stream all happened before any request byte reached it, so
+    /// retrying them is safe whatever the method.
+    pub fn may_have_reached_origin(&self) -> bool {
+        match self {
+            ProxyError::ConnectFailure { .. }
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::RefusedStream { .. } => false,
+            ProxyError::RetryBudgetExhausted { cause } => cause.may_have_reached_origin(),
+            _ => self.blame() == Blame::Upstream,
+        }
     }
 
     pub fn into_response(self) -> Response<ProxyBody> {

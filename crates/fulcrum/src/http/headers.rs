@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// On a response that took more than one attempt: how many (Envoy has
+/// `x-envoy-attempt-count`). Absent: one attempt.
+pub static X_FULCRUM_ATTEMPTS: HeaderName = HeaderName::from_static("x-fulcrum-attempts");
 /// RFC 8470: the request was received in TLS early data.
 pub static EARLY_DATA: HeaderName = HeaderName::from_static("early-data");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

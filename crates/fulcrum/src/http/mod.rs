@@ -4,11 +4,13 @@
 //! (`body`), and WebSockets (`websocket`).
 
 pub mod activity;
+pub mod attempt;
 pub mod body;
 pub mod conformance;
 pub mod error;
 pub mod headers;
 pub mod proxy;
+pub mod retry;
 pub mod server;
 pub mod streams;
 pub mod upstream;

@@ -1,6 +1,7 @@
 //! One request through the proxy: route -> cluster -> balancer -> endpoint ->
-//! upstream pool, then the response streams back. Failures become responses in
-//! exactly one place ([`ProxyError::into_response`]).
+//! upstream pool (the attempts, with retries, are [`super::attempt`]), then
+//! the response streams back. Failures become responses in exactly one
+//! place ([`ProxyError::into_response`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,27 +10,24 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use http::header::HOST;
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Request, Response, Uri, Version};
+use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::activity::{Activity, StreamGuard};
-use super::body::{ClientBody, ClientBodyError, ProxyBody, RequestBody, UpstreamBody};
+use super::attempt::{Attempts, Sent, UpstreamRequest};
+use super::body::{ClientBody, ProxyBody, RequestBody};
 use super::conformance::{self, Authority};
 use super::error::ProxyError;
 use super::headers;
 use super::streams::StreamExecutor;
-use super::upstream::Http2Client;
-use super::upstream::h1::{self, UpstreamError};
+use super::upstream::h1;
 use super::websocket::{self, Opening};
-use crate::cluster::transport::ConnectError;
-use crate::cluster::{ActiveRequest, Cluster, Endpoint};
-use crate::config::UpstreamProtocol;
+use crate::cluster::{ActiveRequest, Cluster};
+use crate::config::{RetryPolicy, UpstreamProtocol};
 use crate::route::hash_policy::RequestKey;
 use crate::snapshot::{ListenerHandle, ListenerState};
 use crate::telemetry::metrics::{ClusterReasonLabels, Metrics, status_class_index};
 use crate::tls::early::HandshakeState;
-use crate::tls::upstream::is_tls_error;
 
 /// What every request on one downstream connection shares.
 pub struct ConnContext {
@@ -178,21 +176,16 @@ fn close_after(resp: &mut Response<ProxyBody>) {
 struct Outgoing {
     /// From the route table the request was routed with.
     cluster: Arc<Cluster>,
-    endpoint: Arc<Endpoint>,
     active: ActiveRequest,
     request: UpstreamRequest,
+    method: Method,
+    /// The route's own retry policy, if it has one (else the cluster's).
+    retry_policy: Option<Arc<RetryPolicy>>,
+    /// The request's hash key, for a retry's pick.
+    hash: Option<u64>,
     set_cookie: Option<HeaderValue>,
     /// An HTTP/1.x request body is still being read (see `local_reply`).
     body_unread: bool,
-}
-
-enum UpstreamRequest {
-    Http1(h1::Prepared),
-    /// Boxed: the HTTP/2 client takes a whole `Request` (264 bytes), which
-    /// would otherwise size every HTTP/1.1 exchange too.
-    Http2(Box<Request<RequestBody>>),
-    /// A WebSocket opening handshake (always to an HTTP/1.1 cluster).
-    WebSocket(Box<(h1::Prepared, Opening)>),
 }
 
 impl Outgoing {
@@ -231,7 +224,14 @@ impl Outgoing {
             return Err(e);
         };
         let endpoint = endpoint.clone();
+        let retry_policy = route.retry_policy.clone();
+        let retries = retry_policy
+            .as_deref()
+            .unwrap_or(&cluster.config.retry_policy)
+            .num_retries
+            > 0;
         rewrite_headers(&mut parts.headers, cx, authority);
+        let method = parts.method.clone();
         let body = ClientBody::new(body, cx.listener.config.limits.request_body_timeout);
         let request = match (cluster.config.protocol, handshake) {
             (UpstreamProtocol::Http1, Some(handshake)) => {
@@ -248,22 +248,24 @@ impl Outgoing {
             }
             (UpstreamProtocol::Http2, None) => {
                 let body = RequestBody::new(body, cx.client_cert_header.clone());
-                UpstreamRequest::Http2(Box::new(Request::from_parts(parts, body)))
+                UpstreamRequest::http2(Request::from_parts(parts, body), retries)
             }
         };
         Ok(Self {
             cluster: cluster.clone(),
-            active: ActiveRequest::start(endpoint.clone()),
-            endpoint,
+            active: ActiveRequest::start(endpoint),
             request,
+            method,
+            retry_policy,
+            hash: key.hash,
             set_cookie: key.set_cookie,
             body_unread,
         })
     }
 }
 
-/// The one async step: the exchange with the endpoint, bounded by the
-/// cluster's `request_timeout`.
+/// The one async step: the exchange with the endpoint (retried as the
+/// policy allows), bounded by the cluster's `request_timeout`.
 async fn exchange(
     cx: Arc<ConnContext>,
     outgoing: Outgoing,
@@ -272,94 +274,61 @@ async fn exchange(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let Outgoing {
         cluster,
-        endpoint,
         active,
-        request,
+        mut request,
+        method,
+        retry_policy,
+        hash,
         set_cookie,
         body_unread,
     } = outgoing;
-    let timeout = cluster.config.request_timeout;
-    let http2 = cluster.http2.as_ref().and_then(|c| c.get(cx.worker));
-    let sent = match (http2, request) {
-        (_, UpstreamRequest::Http1(req)) => {
-            match tokio::time::timeout(timeout, h1::send(&cluster, &endpoint, cx.worker, req)).await
-            {
-                Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http1)),
-                Ok(Err(e)) => Err(Some(h1_failure(&endpoint, e))),
-                Err(_) => Err(None),
-            }
-        }
-        // Boxed: hyper's pooled client future is large (see UpstreamRequest).
-        (Some(client), UpstreamRequest::Http2(req)) => {
-            match tokio::time::timeout(timeout, Box::pin(send_http2(client, &endpoint, *req))).await
-            {
-                Ok(Ok(r)) => Ok(r.map(UpstreamBody::Http2)),
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_) => Err(None),
-            }
-        }
-        (_, UpstreamRequest::WebSocket(ws)) => {
-            let (prepared, opening) = *ws;
-            match tokio::time::timeout(
-                timeout,
-                h1::upgrade(&cluster, &endpoint, cx.worker, prepared),
-            )
-            .await
-            {
-                Ok(Ok(h1::Upgrade::Refused(r))) => Ok(r.map(UpstreamBody::Http1)),
-                Ok(Ok(h1::Upgrade::Switched {
-                    head,
-                    stream: upstream,
-                    read_ahead,
-                    open,
-                })) => {
-                    active.record_status(http::StatusCode::SWITCHING_PROTOCOLS.as_u16());
-                    let switched = websocket::Switched {
-                        stream: upstream,
-                        read_ahead,
-                        open,
-                        endpoint: endpoint.label.clone(),
-                        idle_timeout: cx.listener.config.tunnel_idle_timeout,
-                        metrics: cx.listener.metrics.websocket.clone(),
-                    };
-                    match opening.switched(head, switched, &cx.streams) {
-                        Ok(resp) => return Ok(finish(&cx, resp, request_id, stream)),
-                        Err(e) => Err(Some(e)),
-                    }
-                }
-                Ok(Err(e)) => Err(Some(h1_failure(&endpoint, e))),
-                Err(_) => Err(None),
-            }
-        }
-        // An HTTP/2 cluster has one client per worker.
-        (None, UpstreamRequest::Http2(_)) => Err(Some(ProxyError::NoRoute)),
-    };
-    let resp = match sent {
-        Ok(resp) => resp,
-        Err(e) => {
-            let e = e.unwrap_or_else(|| ProxyError::UpstreamTimeout {
-                endpoint: endpoint.label.clone(),
-                timeout_ms: timeout.as_millis(),
-            });
-            if !e.blames_client() {
-                active.record_failure();
-                count_upstream_error(&cx, &cluster, &e);
-            }
-            return Ok(finish(
-                &cx,
-                local_reply(&cx, e, body_unread),
-                request_id,
-                stream,
-            ));
-        }
-    };
-    active.record_status(resp.status().as_u16());
-    let (mut parts, body) = resp.into_parts();
-    headers::remove_hop_by_hop(&mut parts.headers);
-    if let Some(cookie) = set_cookie {
-        parts.headers.append(http::header::SET_COOKIE, cookie);
+    let attempted = Attempts {
+        cx: &cx,
+        cluster: &cluster,
+        policy: retry_policy
+            .as_deref()
+            .unwrap_or(&cluster.config.retry_policy),
+        method: &method,
+        hash,
     }
-    let resp = Response::from_parts(parts, ProxyBody::upstream(body, active));
+    .run(active, &mut request)
+    .await;
+    let attempts = attempted.attempts;
+    let mut resp = match attempted.result {
+        Ok((Sent::Response(resp), active)) => {
+            let (mut parts, body) = resp.into_parts();
+            headers::remove_hop_by_hop(&mut parts.headers);
+            if let Some(cookie) = set_cookie {
+                parts.headers.append(http::header::SET_COOKIE, cookie);
+            }
+            Response::from_parts(parts, ProxyBody::upstream(body, active))
+        }
+        Ok((Sent::Switched(upgraded), active)) => {
+            let UpstreamRequest::WebSocket(ws) = request else {
+                unreachable!("only a WebSocket opening switches protocols")
+            };
+            let (_, opening) = *ws;
+            let switched = websocket::Switched {
+                stream: upgraded.stream,
+                read_ahead: upgraded.read_ahead,
+                open: upgraded.open,
+                endpoint: active.endpoint().label.clone(),
+                idle_timeout: cx.listener.config.tunnel_idle_timeout,
+                metrics: cx.listener.metrics.websocket.clone(),
+            };
+            match opening.switched(upgraded.head, switched, &cx.streams) {
+                Ok(resp) => resp,
+                Err(e) => local_reply(&cx, e, body_unread),
+            }
+        }
+        Err(e) => local_reply(&cx, e, body_unread),
+    };
+    if attempts > 1 {
+        resp.headers_mut().insert(
+            headers::X_FULCRUM_ATTEMPTS.clone(),
+            HeaderValue::from(attempts),
+        );
+    }
     Ok(finish(&cx, resp, request_id, stream))
 }
 
@@ -426,118 +395,4 @@ fn rewrite_headers(headers: &mut http::HeaderMap, cx: &ConnContext, authority: A
         HOST,
         authority.unwrap_or_else(|| HeaderValue::from_static("")),
     );
-}
-
-/// Over HTTP/2 the request needs an absolute URI naming the endpoint (the
-/// pool is keyed by it) and the HTTP/2 version.
-async fn send_http2(
-    client: &Http2Client,
-    endpoint: &Endpoint,
-    req: Request<RequestBody>,
-) -> Result<Response<Incoming>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(endpoint.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-    parts.version = Version::HTTP_2;
-    client
-        .request(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| upstream_failure(endpoint, &e))
-}
-
-fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
-    let endpoint = endpoint.label.clone();
-    match e {
-        UpstreamError::Connect(ConnectError::Tcp(e)) => ProxyError::ConnectFailure {
-            endpoint,
-            detail: e.to_string(),
-        },
-        UpstreamError::Connect(ConnectError::Tls(e)) => ProxyError::UpstreamTls {
-            endpoint,
-            detail: e.to_string(),
-        },
-        // An alert after the handshake: with TLS 1.3 an endpoint that
-        // refuses the client certificate says so on the first read.
-        UpstreamError::Io(e) if is_tls_error(&e) => ProxyError::UpstreamTls {
-            endpoint,
-            detail: e.to_string(),
-        },
-        UpstreamError::Io(_) | UpstreamError::Closed => ProxyError::UpstreamReset {
-            endpoint,
-            detail: e.to_string(),
-        },
-        UpstreamError::Protocol(e) => ProxyError::UpstreamProtocol {
-            endpoint,
-            detail: e.to_string(),
-        },
-        UpstreamError::ClientBody(e) => client_body_failure(&e),
-    }
-}
-
-fn client_body_failure(e: &ClientBodyError) -> ProxyError {
-    match e {
-        ClientBodyError::Timeout(t) => ProxyError::RequestBodyTimeout {
-            timeout_ms: t.as_millis(),
-        },
-        ClientBodyError::Client(e) => ProxyError::ClientBody(e.to_string()),
-    }
-}
-
-fn upstream_failure(endpoint: &Endpoint, e: &hyper_util::client::legacy::Error) -> ProxyError {
-    let detail = error_chain(e);
-    // hyper's client fails the request when the body it was sending did.
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(body) = s.downcast_ref::<ClientBodyError>() {
-            return client_body_failure(body);
-        }
-        source = s.source();
-    }
-    let tls = {
-        let mut source = std::error::Error::source(e);
-        let mut tls = false;
-        while let Some(s) = source {
-            tls |= matches!(s.downcast_ref::<ConnectError>(), Some(ConnectError::Tls(_)))
-                || s.downcast_ref::<rustls::Error>().is_some();
-            source = s.source();
-        }
-        tls
-    };
-    if tls {
-        ProxyError::UpstreamTls {
-            endpoint: endpoint.label.clone(),
-            detail,
-        }
-    } else if e.is_connect() {
-        ProxyError::ConnectFailure {
-            endpoint: endpoint.label.clone(),
-            detail,
-        }
-    } else {
-        ProxyError::UpstreamReset {
-            endpoint: endpoint.label.clone(),
-            detail,
-        }
-    }
-}
-
-/// The innermost cause is the useful part ("Connection refused"), so report the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -61,6 +61,7 @@ mod tests {
             cluster: format!("c{cluster}"),
             cluster_index: cluster,
             hash_policy: Default::default(),
+            retry_policy: None,
         }
     }
 

@@ -120,6 +120,8 @@ pub struct Metrics {
     pub upstream_request_duration: Family<EndpointLabels, LatencyHistogram>,
     pub upstream_active_requests: Family<EndpointLabels, Gauge>,
     pub upstream_errors: Family<ClusterReasonLabels, Counter>,
+    pub upstream_retries: Family<ClusterReasonLabels, Counter>,
+    pub upstream_retry_overflow: Family<ClusterLabels, Counter>,
     pub upstream_active_connections: Family<ClusterLabels, Gauge>,
     pub upstream_connections: Family<ClusterLabels, Counter>,
     pub downstream_active_connections: Family<ListenerLabels, Gauge>,
@@ -188,6 +190,8 @@ impl Metrics {
             upstream_request_duration: Family::default(),
             upstream_active_requests: Family::default(),
             upstream_errors: Family::default(),
+            upstream_retries: Family::default(),
+            upstream_retry_overflow: Family::default(),
             upstream_active_connections: Family::default(),
             upstream_connections: Family::default(),
             downstream_active_connections: Family::default(),
@@ -316,6 +320,16 @@ impl Metrics {
             "cluster_panic_entries",
             "Times the cluster entered panic mode",
             m.cluster_panic_entries.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Retries sent, by the failure that caused them (connect_failure, refused_stream, reset, per_try_timeout, status)",
+            m.upstream_retries.clone(),
+        );
+        registry.register(
+            "upstream_retry_overflow",
+            "Retries not sent because the cluster's retry budget was spent",
+            m.upstream_retry_overflow.clone(),
         );
         registry.register(
             "endpoint_ejected",

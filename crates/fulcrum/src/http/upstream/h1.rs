@@ -95,7 +95,9 @@ async fn connect(cluster: &Cluster, endpoint: &Endpoint) -> Result<Conn, Upstrea
 pub struct Prepared {
     method: Method,
     head: Vec<u8>,
-    body: ClientBody,
+    /// Taken when the upload starts (a connection was made): from then on
+    /// the request cannot be sent again.
+    body: Option<ClientBody>,
     framing: RequestFraming,
     /// Also dropped from request trailers (only set when there is a body).
     client_cert_header: Option<HeaderName>,
@@ -124,11 +126,17 @@ impl Prepared {
         Self {
             method: parts.method,
             head,
-            body,
+            body: Some(body),
             client_cert_header: (framing != RequestFraming::Empty)
                 .then(|| client_cert_header.clone()),
             framing,
         }
+    }
+
+    /// Whether it can be sent (again): a bodiless request always can; one
+    /// with a body until its upload began.
+    pub fn replayable(&self) -> bool {
+        self.framing == RequestFraming::Empty || self.body.is_some()
     }
 }
 
@@ -150,7 +158,7 @@ impl Prepared {
         Self {
             method: parts.method,
             head,
-            body,
+            body: Some(body),
             framing: RequestFraming::Empty,
             client_cert_header: None,
         }
@@ -158,12 +166,13 @@ impl Prepared {
 }
 
 /// Sends `req` to `endpoint` and returns once the response head has
-/// arrived; the body streams from the returned response.
+/// arrived; the body streams from the returned response. `req` is left as
+/// it was when no connection could be made (see `Prepared::replayable`).
 pub async fn send(
     cluster: &Cluster,
     endpoint: &Arc<Endpoint>,
     worker: usize,
-    req: Prepared,
+    req: &mut Prepared,
 ) -> Result<Response<H1Body>, UpstreamError> {
     let Prepared {
         method,
@@ -172,13 +181,14 @@ pub async fn send(
         framing,
         client_cert_header,
     } = req;
+    let (method, framing) = (&*method, *framing);
     if framing == RequestFraming::Empty {
         // A pooled connection may have been closed by the upstream a moment
         // ago (the race every keep-alive pool has): when it fails before a
         // single response byte, the bodiless request is sent once more on a
         // new connection, as hyper and Envoy do.
         let reused = match checkout(cluster, endpoint, worker) {
-            Some(conn) => match exchange(conn, &head, &method).await {
+            Some(conn) => match exchange(conn, head, method).await {
                 Ok(done) => Some(done),
                 Err(Failure::BeforeResponse(_)) => None,
                 Err(Failure::After(e)) => return Err(e),
@@ -189,7 +199,7 @@ pub async fn send(
             Some(done) => done,
             None => {
                 let conn = connect(cluster, endpoint).await?;
-                exchange(conn, &head, &method)
+                exchange(conn, head, method)
                     .await
                     .map_err(Failure::into_error)?
             }
@@ -209,15 +219,19 @@ pub async fn send(
         Some(conn) => conn,
         None => connect(cluster, endpoint).await?,
     };
+    let Some(body) = body.take() else {
+        return Err(UpstreamError::Closed);
+    };
     let Conn { stream, open } = conn;
     let (mut read, write) = tokio::io::split(stream);
     let (client_failed, failed) = tokio::sync::oneshot::channel();
     let upload = Upload(tokio::spawn(upload(
         write,
-        head,
+        // The request cannot be sent again from here on (its body is gone).
+        std::mem::take(head),
         body,
         framing,
-        client_cert_header,
+        client_cert_header.take(),
         client_failed,
     )));
     let mut buf = BytesMut::with_capacity(HEAD_BUFFER);
@@ -226,7 +240,7 @@ pub async fn send(
     // client; a failed write to the origin does not (its answer, a 413
     // say, may be on the way).
     let response = tokio::select! {
-        head = read_head(&mut read, &mut buf, &method, false) => {
+        head = read_head(&mut read, &mut buf, method, false) => {
             head.map_err(Failure::into_error)?
         }
         Ok(e) = failed => return Err(UpstreamError::ClientBody(e)),
@@ -241,18 +255,21 @@ pub async fn send(
 
 /// The origin's answer to a request that asked to switch protocols.
 pub enum Upgrade {
-    /// 101: the connection now carries the new protocol. `read_ahead` holds
-    /// what the origin sent right after the 101 head (a first frame).
-    Switched {
-        head: Response<()>,
-        stream: Stream,
-        read_ahead: BytesMut,
-        /// Keeps the connection counted as open while the tunnel lives.
-        open: Open,
-    },
+    /// 101: the connection now carries the new protocol.
+    Switched(Upgraded),
     /// Any other response: the origin refused, and this is an ordinary
     /// response (its connection is pooled afterwards if it may be).
     Refused(Response<H1Body>),
+}
+
+/// A connection the origin switched to another protocol (101). `read_ahead`
+/// holds what it sent right after the 101 head (a first frame).
+pub struct Upgraded {
+    pub head: Response<()>,
+    pub stream: Stream,
+    pub read_ahead: BytesMut,
+    /// Keeps the connection counted as open while the tunnel lives.
+    pub open: Open,
 }
 
 /// Sends an upgrade request (`Connection: upgrade` and `Upgrade` already
@@ -262,7 +279,7 @@ pub async fn upgrade(
     cluster: &Cluster,
     endpoint: &Arc<Endpoint>,
     worker: usize,
-    req: Prepared,
+    req: &Prepared,
 ) -> Result<Upgrade, UpstreamError> {
     let Conn { mut stream, open } = connect(cluster, endpoint).await?;
     stream
@@ -278,12 +295,12 @@ pub async fn upgrade(
         let mut resp = Response::new(());
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
-        return Ok(Upgrade::Switched {
+        return Ok(Upgrade::Switched(Upgraded {
             head: resp,
             stream,
             read_ahead: buf,
             open,
-        });
+        }));
     }
     let conn = Conn { stream, open };
     Ok(Upgrade::Refused(respond(
