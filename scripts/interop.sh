@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real-client interop: drives the fulcrum binary with curl (HTTP/1.1 and
 # HTTP/2 prior knowledge), h2load (also across 40 config reloads and a
-# SIGTERM) and Python websockets. Everything runs on loopback; every
-# process started here is stopped by PID; every load run is bounded by count.
+# SIGTERM, and through a 60 s chaos soak) and Python websockets. Everything
+# runs on loopback; every process started here is stopped by PID; every load
+# run is bounded by count or time.
 set -euo pipefail
 BIN=${1:-target/release/fulcrum}
 WORK=$(mktemp -d -t fulcrum-interop.XXXXXX)
@@ -86,4 +87,8 @@ for p in python3 /usr/bin/python3; do
 done
 [ -n "$PY" ] || fail "no python3 with websockets (apt-get install python3-websockets)"
 "$PY" scripts/interop_websocket.py "$BIN" || fail "websocket interop"
+
+# 6. Chaos soak: h2load at a steady rate for 60 s while backends are killed,
+# fail and slow down at random; failure handling keeps errors under 2 %.
+"$PY" scripts/chaos_soak.py "$BIN" --duration 60 || fail "chaos soak"
 echo "interop: all passed"

@@ -456,3 +456,112 @@ async fn a_refused_http2_stream_is_retried_by_default() {
         3.0
     );
 }
+
+/// Share of 300 requests that an endpoint added by a reload gets, with
+/// `policy` and `slow_start` (TOML lines for the cluster table).
+async fn new_endpoint_share(policy: &str, slow_start: &str) -> f64 {
+    let a = Backend::start("a", Behavior::Echo);
+    let b = Backend::start("b", Behavior::Echo);
+    let c = Backend::start("c", Behavior::Echo);
+    let cluster = |backends: &[&Backend]| {
+        app_config(
+            2,
+            "",
+            &format!(
+                "policy = \"{policy}\"\n{}\n{slow_start}\n",
+                endpoints_line(backends)
+            ),
+        )
+    };
+    let proxy = Proxy::start(&cluster(&[&a, &b]));
+    proxy.rewrite_config(&cluster(&[&a, &b, &c]));
+    proxy.hangup();
+    eventually("reloaded", async || config_generation(&proxy).await == 2).await;
+    let client = h1_client();
+    let mut to_c = 0;
+    for _ in 0..300 {
+        if get(&client, &proxy.url("public", "/")).await.body == "c" {
+            to_c += 1;
+        }
+    }
+    f64::from(to_c) / 300.0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_start_keeps_a_new_endpoint_from_being_flooded() {
+    // A window far longer than the test: the new endpoint stays near its
+    // 10 % minimum, so its fair share of 1/3 shrinks to about 1/21.
+    let ramp = "[clusters.slow_start]\nwindow = \"1h\"";
+    for policy in ["least_request", "peak_ewma", "round_robin"] {
+        let share = new_endpoint_share(policy, ramp).await;
+        assert!(share < 0.15, "{policy}: the new endpoint got {share:.2}");
+    }
+    let without =
+        new_endpoint_share("least_request", "[clusters.slow_start]\nenabled = false").await;
+    assert!(
+        without > 0.2,
+        "without slow start it takes its full share at once: {without:.2}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn circuit_breakers_fail_fast_past_their_limits() {
+    let slow = Backend::start("slow", Behavior::Echo);
+    let breakers = |line: &str| {
+        app_config(
+            2,
+            "",
+            &format!(
+                "{}\n[clusters.circuit_breakers]\n{line}\n",
+                endpoints_line(&[&slow])
+            ),
+        )
+    };
+    for (line, breaker) in [
+        ("max_requests = 2", "max_requests"),
+        ("max_connections = 2", "max_connections"),
+    ] {
+        let proxy = Proxy::start(&breakers(line));
+        let held: Vec<_> = (0..2)
+            .map(|_| {
+                let url = proxy.url("public", "/delay/3000");
+                // A client each, so each request has its own connection.
+                tokio::spawn(async move { get(&h1_client(), &url).await.status })
+            })
+            .collect();
+        eventually("two requests held at the origin", async || {
+            slow.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 2
+        })
+        .await;
+        let r = get(&h1_client(), &proxy.url("public", "/")).await;
+        assert_eq!(r.status, 503, "{breaker}");
+        assert_eq!(r.header("x-fulcrum-reason"), Some("overflow"));
+        assert!(r.body.contains(breaker), "{}", r.body);
+        for h in held {
+            assert_eq!(
+                h.await.unwrap(),
+                200,
+                "the requests within the limit finish"
+            );
+        }
+        assert_eq!(
+            proxy_metric(
+                &proxy,
+                &format!(
+                    r#"fulcrum_circuit_breaker_overflow_total{{cluster="app",breaker="{breaker}"}}"#
+                )
+            )
+            .await,
+            1.0
+        );
+        eventually("capacity back", async || {
+            proxy_metric(
+                &proxy,
+                r#"fulcrum_circuit_breaker_remaining{cluster="app",breaker="max_requests"}"#,
+            )
+            .await
+                > 0.0
+        })
+        .await;
+    }
+}

@@ -6,9 +6,11 @@ mod support;
 
 use support::*;
 
+/// Slow start is off: these tests count exact round-robin shares after an
+/// endpoint returns (slow start has its own tests in failure.rs).
 fn config(check: &str, backends: &[&Backend]) -> String {
     let cluster = format!(
-        "policy = \"round_robin\"\n{}\n[clusters.health_check]\ninterval = \"100ms\"\njitter = \"0ms\"\ntimeout = \"500ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n{check}",
+        "policy = \"round_robin\"\n{}\nslow_start = {{ enabled = false }}\n[clusters.health_check]\ninterval = \"100ms\"\njitter = \"0ms\"\ntimeout = \"500ms\"\nhealthy_threshold = 2\nunhealthy_threshold = 2\n{check}",
         endpoints_line(backends)
     );
     app_config(2, "", &cluster)

@@ -51,6 +51,9 @@ pub struct ClusterLoad {
     active_requests: AtomicU64,
     /// Retries in flight (`http::retry::acquire` counts them).
     pub active_retries: AtomicU64,
+    /// Requests waiting for a new upstream connection (the
+    /// `max_pending_requests` circuit breaker).
+    pub pending: AtomicU64,
 }
 
 impl ClusterLoad {

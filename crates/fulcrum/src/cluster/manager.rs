@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use super::health::HealthState;
 use super::outlier::{self, Change, Detector, OutlierState, Sample};
-use crate::config::{ClusterConfig, OutlierDetectionConfig};
+use super::slow_start;
+use crate::config::{ClusterConfig, OutlierDetectionConfig, SlowStartConfig};
 
 /// Why an endpoint takes no new requests. More than one can hold at once;
 /// the endpoint is eligible only when none does.
@@ -66,9 +67,13 @@ impl Ineligible {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EndpointStatus {
     pub address: SocketAddr,
-    /// The weight the balancer uses (the configured one today; slow start
-    /// will ramp it).
+    /// The weight the balancer uses: the configured one, or while an
+    /// endpoint of the cluster slow-starts, every weight times
+    /// `slow_start::SCALE` and the ramping ones' times their factor.
     pub weight: u32,
+    /// Slow start: the share of its picks a ramping endpoint accepts, in
+    /// thousandths (1000: every pick; see `Cluster::pick`).
+    pub admit_permille: u16,
     pub ineligible: Ineligible,
     /// When the current drain began.
     pub draining_since: Option<Instant>,
@@ -183,6 +188,8 @@ pub enum UnknownTarget {
 #[derive(Debug, Default, Clone)]
 pub struct Manager {
     clusters: HashMap<String, ClusterState>,
+    /// The latest time it was given: weights are computed for it.
+    now: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +203,8 @@ struct ClusterState {
     /// When the outlier detectors' current interval ends (set on the first
     /// evaluation).
     interval_ends: Option<Instant>,
+    /// None: off (or a hash policy).
+    slow_start: Option<SlowStartConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +215,8 @@ struct EndpointState {
     health: Option<HealthState>,
     drain: Option<Drain>,
     outlier: OutlierState,
+    /// Slow start: when it (re)joined rotation, while its ramp lasts.
+    warming_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,8 +233,12 @@ impl Manager {
     /// Takes a (new) config: endpoints present before keep their health and
     /// drain state, new ones start healthy (HAProxy's default; the first
     /// check runs at once), removed ones are forgotten. A changed weight
-    /// applies; changed thresholds apply to the next results.
-    pub fn configure(&mut self, clusters: &[ClusterConfig]) {
+    /// applies; changed thresholds apply to the next results. Endpoints a
+    /// reload adds slow-start; the ones of the first config do not (there
+    /// is nothing to protect them from: everything starts at once).
+    pub fn configure(&mut self, now: Instant, clusters: &[ClusterConfig]) {
+        let reload = self.now.is_some();
+        self.now = Some(now);
         let mut old = std::mem::take(&mut self.clusters);
         for c in clusters {
             let old_cluster = old.remove(&c.name);
@@ -247,6 +262,10 @@ impl Manager {
                         }
                         h
                     });
+                    let warming_since = match &kept {
+                        Some(k) => k.warming_since,
+                        None => reload.then_some(now),
+                    };
                     let (drain, outlier) = kept.map(|k| (k.drain, k.outlier)).unwrap_or_default();
                     EndpointState {
                         address: e.address,
@@ -254,6 +273,7 @@ impl Manager {
                         health,
                         drain,
                         outlier,
+                        warming_since: warming_since.filter(|_| c.slow_start.is_some()),
                     }
                 })
                 .collect();
@@ -264,6 +284,7 @@ impl Manager {
                     panic_threshold: c.panic_threshold,
                     interval_ends: interval_ends.filter(|_| c.outlier_detection.is_some()),
                     outlier: c.outlier_detection.clone(),
+                    slow_start: c.slow_start.clone(),
                 },
             );
         }
@@ -275,6 +296,7 @@ impl Manager {
         now: Instant,
         event: &Event,
     ) -> Result<Option<Transition>, UnknownTarget> {
+        self.now = Some(now);
         let (cluster, address) = event.target();
         let state = self
             .clusters
@@ -288,7 +310,7 @@ impl Manager {
                 cluster: cluster.to_string(),
                 address,
             })?;
-        Ok(match event {
+        let transition = match event {
             Event::CheckResult { success, .. } => {
                 let flipped = endpoint.health.as_mut().and_then(|h| h.observe(*success));
                 // A passing active check ends an outlier ejection early
@@ -320,17 +342,36 @@ impl Manager {
                 }
                 _ => None,
             },
-        })
+        };
+        if matches!(
+            transition,
+            Some(Transition::BecameHealthy | Transition::Returned | Transition::Undrained)
+        ) && state.slow_start.is_some()
+        {
+            endpoint.warming_since = Some(now);
+        }
+        Ok(transition)
     }
 
-    /// What is decided for each endpoint of `cluster`, in config order.
+    /// What is decided for each endpoint of `cluster`, in config order, as
+    /// of the latest time the manager was given.
     pub fn statuses(&self, cluster: &str) -> Vec<EndpointStatus> {
         self.clusters.get(cluster).map_or_else(Vec::new, |c| {
+            let factors: Vec<Option<f64>> =
+                c.endpoints.iter().map(|e| self.ramp_factor(c, e)).collect();
+            let ramping = factors.iter().any(Option::is_some);
             c.endpoints
                 .iter()
-                .map(|e| EndpointStatus {
+                .zip(factors)
+                .map(|(e, factor)| EndpointStatus {
                     address: e.address,
-                    weight: e.weight,
+                    admit_permille: factor
+                        .map_or(1000, |f| (f * 1000.0).round().clamp(1.0, 1000.0) as u16),
+                    weight: if ramping {
+                        slow_start::ramped(e.weight, factor.unwrap_or(1.0))
+                    } else {
+                        e.weight
+                    },
                     ineligible: Ineligible {
                         unhealthy: e.health.as_ref().is_some_and(|h| !h.is_healthy()),
                         draining: e.drain.is_some(),
@@ -375,6 +416,7 @@ impl Manager {
         cluster: &str,
         samples: &[Sample],
     ) -> Vec<(SocketAddr, Transition)> {
+        self.now = Some(now);
         let Some(c) = self.clusters.get_mut(cluster) else {
             return Vec::new();
         };
@@ -395,8 +437,16 @@ impl Manager {
         };
         let mut states: Vec<OutlierState> = c.endpoints.iter().map(|e| e.outlier.clone()).collect();
         let changes = outlier::evaluate(config, now, interval_due, &mut states, samples);
-        for (endpoint, state) in c.endpoints.iter_mut().zip(states) {
+        let slow_start = c.slow_start.is_some();
+        for (i, (endpoint, state)) in c.endpoints.iter_mut().zip(states).enumerate() {
             endpoint.outlier = state;
+            if slow_start
+                && changes
+                    .iter()
+                    .any(|(j, ch)| *j == i && *ch == Change::Returned)
+            {
+                endpoint.warming_since = Some(now);
+            }
         }
         changes
             .into_iter()
@@ -414,6 +464,41 @@ impl Manager {
                 ))
             })
             .collect()
+    }
+
+    /// The share of its weight a slow-starting endpoint has now; None when
+    /// it is not ramping (never started, or its window is over).
+    fn ramp_factor(&self, c: &ClusterState, e: &EndpointState) -> Option<f64> {
+        let (config, since, now) = (c.slow_start.as_ref()?, e.warming_since?, self.now?);
+        let elapsed = now.saturating_duration_since(since);
+        (elapsed < config.window).then(|| slow_start::factor(config, elapsed))
+    }
+
+    /// Clusters whose weights change with time at `now` (an endpoint is
+    /// slow-starting): the control side republishes them on its tick. A
+    /// ramp that ended is reported once more, so its full weight is
+    /// published, and then forgotten.
+    pub fn ramping(&mut self, now: Instant) -> Vec<String> {
+        self.now = Some(now);
+        let mut names = Vec::new();
+        for (name, c) in &mut self.clusters {
+            let Some(config) = &c.slow_start else {
+                continue;
+            };
+            let mut any = false;
+            for e in &mut c.endpoints {
+                if let Some(since) = e.warming_since {
+                    any = true;
+                    if now.saturating_duration_since(since) >= config.window {
+                        e.warming_since = None;
+                    }
+                }
+            }
+            if any {
+                names.push(name.clone());
+            }
+        }
+        names
     }
 
     /// Names of clusters with outlier detection on.
@@ -492,7 +577,7 @@ mod tests {
     fn check_results_eject_and_restore_after_their_thresholds() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(1, 1), (2, 1)], true)]);
         assert_eq!(eligible(&m, "web"), [1, 2], "endpoints start healthy");
         assert_eq!(m.handle(t0, &check("web", 1, false)), Ok(None));
         assert_eq!(
@@ -513,7 +598,7 @@ mod tests {
     fn a_passing_check_does_not_undo_a_drain() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(1, 1), (2, 1)], true)]);
         let drain = Event::Drain {
             cluster: "web".into(),
             address: addr(1),
@@ -547,7 +632,7 @@ mod tests {
     fn a_drain_finishes_once_with_its_duration() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        m.configure(t0, &[cluster("web", &[(1, 1)], false)]);
         let ev = |e: fn(String, SocketAddr) -> Event| e("web".into(), addr(1));
         m.handle(
             t0,
@@ -578,10 +663,13 @@ mod tests {
     fn a_reload_keeps_the_state_of_endpoints_it_keeps() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[
-            cluster("web", &[(1, 1), (2, 1)], true),
-            cluster("api", &[(3, 1)], false),
-        ]);
+        m.configure(
+            t0,
+            &[
+                cluster("web", &[(1, 1), (2, 1)], true),
+                cluster("api", &[(3, 1)], false),
+            ],
+        );
         m.handle(t0, &check("web", 1, false)).unwrap();
         m.handle(t0, &check("web", 1, false)).unwrap();
         m.handle(
@@ -594,13 +682,23 @@ mod tests {
         .unwrap();
         // One failure toward ejecting endpoint 4 is not carried anywhere: it is new.
         // The reload changes weights, adds an endpoint, removes a cluster.
-        m.configure(&[cluster("web", &[(2, 5), (1, 3), (4, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(2, 5), (1, 3), (4, 1)], true)]);
         let statuses = m.statuses("web");
         let by_port = |p: u16| statuses.iter().find(|s| s.address.port() == p).unwrap();
         assert!(by_port(1).ineligible.unhealthy, "still ejected");
         assert!(by_port(2).ineligible.draining, "still draining");
-        assert_eq!(by_port(2).weight, 5, "the new weight applies");
+        // Endpoint 4 is new, so it slow-starts: weights are scaled meanwhile.
+        assert_eq!(
+            by_port(2).weight,
+            5 * slow_start::SCALE,
+            "the new weight applies"
+        );
         assert!(by_port(4).is_eligible(), "a new endpoint starts healthy");
+        assert_eq!(
+            by_port(4).weight,
+            slow_start::SCALE / 10,
+            "from 10 % of its weight"
+        );
         assert_eq!(eligible(&m, "web"), [4]);
         assert_eq!(
             m.handle(t0, &check("api", 3, true)),
@@ -617,11 +715,11 @@ mod tests {
     fn removing_the_check_makes_an_ejected_endpoint_eligible() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(1, 1)], true)]);
         m.handle(t0, &check("web", 1, false)).unwrap();
         m.handle(t0, &check("web", 1, false)).unwrap();
         assert!(eligible(&m, "web").is_empty());
-        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        m.configure(t0, &[cluster("web", &[(1, 1)], false)]);
         assert_eq!(eligible(&m, "web"), [1]);
         assert_eq!(m.handle(t0, &check("web", 1, false)), Ok(None));
     }
@@ -631,7 +729,10 @@ mod tests {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
         // Four endpoints, checks ejecting after two failures, threshold 50 %.
-        m.configure(&[cluster("web", &[(1, 1), (2, 1), (3, 1), (4, 1)], true)]);
+        m.configure(
+            t0,
+            &[cluster("web", &[(1, 1), (2, 1), (3, 1), (4, 1)], true)],
+        );
         let eject = |m: &mut Manager, port| {
             m.handle(t0, &check("web", port, false)).unwrap();
             m.handle(t0, &check("web", port, false)).unwrap();
@@ -664,7 +765,7 @@ mod tests {
         // Threshold 0 turns it off.
         let mut off = cluster("web", &[(1, 1), (2, 1)], true);
         off.panic_threshold = 0;
-        m.configure(&[off]);
+        m.configure(t0, &[off]);
         eject(&mut m, 1);
         eject(&mut m, 2);
         assert!(!m.in_panic("web"));
@@ -674,7 +775,7 @@ mod tests {
     fn outlier_ejection_counts_toward_panic_and_a_passing_check_ends_it() {
         let t0 = crate::clock::now();
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(1, 1), (2, 1)], true)]);
         let failing = Sample {
             consecutive_5xx: 5,
             consecutive_gateway: 0,
@@ -694,7 +795,7 @@ mod tests {
             "one of two eligible is the 50 % threshold"
         );
         // A reload keeps the ejection.
-        m.configure(&[cluster("web", &[(1, 1), (2, 1)], true)]);
+        m.configure(t0, &[cluster("web", &[(1, 1), (2, 1)], true)]);
         assert_eq!(eligible(&m, "web"), [2]);
         assert_eq!(
             m.handle(t0, &check("web", 1, true)),
@@ -704,9 +805,52 @@ mod tests {
     }
 
     #[test]
+    fn endpoints_joining_after_start_up_ramp_over_the_window() {
+        let t0 = crate::clock::now();
+        let mut m = Manager::new();
+        let weights =
+            |m: &Manager| -> Vec<u32> { m.statuses("web").iter().map(|s| s.weight).collect() };
+        m.configure(t0, &[cluster("web", &[(1, 2), (2, 2)], true)]);
+        assert_eq!(weights(&m), [2, 2], "the first config does not slow-start");
+        assert!(m.ramping(t0).is_empty());
+        // A reload adds endpoint 3: it ramps linearly from 10 % over 30 s.
+        m.configure(t0, &[cluster("web", &[(1, 2), (2, 2), (3, 2)], true)]);
+        assert_eq!(weights(&m), [200, 200, 20]);
+        assert_eq!(m.ramping(t0 + Duration::from_secs(15)), ["web"]);
+        assert_eq!(weights(&m), [200, 200, 100], "half way, half its weight");
+        assert_eq!(
+            m.ramping(t0 + Duration::from_secs(30)),
+            ["web"],
+            "once more at the end"
+        );
+        assert_eq!(weights(&m), [2, 2, 2]);
+        assert!(m.ramping(t0 + Duration::from_secs(31)).is_empty());
+        // Undrained and healthy again: both ramp from the moment they return.
+        let t1 = t0 + Duration::from_secs(60);
+        let drain = |address| Event::Drain {
+            cluster: "web".into(),
+            address,
+        };
+        let undrain = |address| Event::Undrain {
+            cluster: "web".into(),
+            address,
+        };
+        m.handle(t1, &drain(addr(1))).unwrap();
+        m.handle(t1, &undrain(addr(1))).unwrap();
+        for _ in 0..2 {
+            m.handle(t1, &check("web", 2, false)).unwrap();
+        }
+        for _ in 0..2 {
+            m.handle(t1, &check("web", 2, true)).unwrap();
+        }
+        assert_eq!(m.ramping(t1 + Duration::from_secs(3)), ["web"]);
+        assert_eq!(weights(&m), [20, 20, 200]);
+    }
+
+    #[test]
     fn unknown_endpoints_are_errors_not_panics() {
         let mut m = Manager::new();
-        m.configure(&[cluster("web", &[(1, 1)], false)]);
+        m.configure(crate::clock::now(), &[cluster("web", &[(1, 1)], false)]);
         assert_eq!(
             m.handle(
                 crate::clock::now(),

@@ -14,7 +14,11 @@ pub mod health;
 pub mod manager;
 pub mod outlier;
 pub mod pool;
+pub mod slow_start;
 pub mod transport;
+
+#[cfg(test)]
+mod simulation_tests;
 
 use std::sync::Arc;
 
@@ -64,6 +68,10 @@ pub struct Assignment {
     balancer: Arc<dyn Balancer>,
     /// Panic mode: `eligible` holds every endpoint not drained, healthy or not.
     pub panic: bool,
+    /// Slow start under a load-aware policy (least_request, peak_ewma):
+    /// per eligible endpoint, the thousandths of picks it accepts. Empty
+    /// when nothing ramps (the usual case: no extra work per pick).
+    admit: Vec<u16>,
 }
 
 /// Live load of the eligible endpoints, in the balancer's index space.
@@ -131,6 +139,23 @@ impl Cluster {
             .filter(|&i| statuses.get(i).is_some_and(|s| s.is_routable(panic)))
             .collect();
         let weights: Vec<u32> = eligible.iter().map(|&i| statuses[i].weight).collect();
+        // A load-aware policy scores an endpoint by its load per unit weight,
+        // and a returning endpoint has no load: a lower weight alone would
+        // not keep it from winning every comparison (the recovered-node
+        // flood). So a ramping endpoint also turns down picks in proportion.
+        let load_aware = matches!(
+            config.policy,
+            Policy::LeastRequest { .. } | Policy::PeakEwma { .. }
+        );
+        let admit: Vec<u16> = eligible
+            .iter()
+            .map(|&i| statuses[i].admit_permille)
+            .collect();
+        let admit = if load_aware && admit.iter().any(|&a| a < 1000) {
+            admit
+        } else {
+            Vec::new()
+        };
         // Hashing policies place endpoints by address, so every instance with
         // the same endpoint set builds the same table.
         let keys: Vec<&str> = eligible
@@ -149,6 +174,7 @@ impl Cluster {
             balancer,
             eligible,
             panic,
+            admit,
         }
     }
 
@@ -163,7 +189,20 @@ impl Cluster {
         let ctx = PickContext::new(random, &load)
             .with_hash(hash)
             .with_now_ns(crate::clock::now_ns());
-        let index = assignment.balancer.pick(&ctx)?;
+        let mut index = assignment.balancer.pick(&ctx)?;
+        if let Some(&admit) = assignment.admit.get(index)
+            && (random.rotate_left(29) % 1000) as u16 >= admit
+        {
+            // Turned down by a ramping endpoint: the next eligible one that
+            // is not ramping takes it (if every one ramps, the pick stands).
+            let n = assignment.eligible.len();
+            if let Some(next) = (1..n)
+                .map(|k| (index + k) % n)
+                .find(|&j| assignment.admit.get(j) == Some(&1000))
+            {
+                index = next;
+            }
+        }
         let endpoint = *assignment.eligible.get(index)?;
         self.endpoints.get(endpoint)
     }

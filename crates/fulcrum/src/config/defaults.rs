@@ -160,3 +160,26 @@ pub const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// most a fifth more load instead of tripling it (the retry storm).
 pub const RETRY_BUDGET_PERCENT: u32 = 20;
 pub const RETRY_MIN_CONCURRENCY: u32 = 3;
+
+/// Slow start: an endpoint joining or returning after start-up ramps over
+/// 30 s (Envoy's usual setting; long enough for caches and connection
+/// pools to warm, short enough that a recovered endpoint takes its share
+/// within a health-check minute). Linear (aggression 1.0), from 10 % of its
+/// weight (Envoy's `min_weight_percent`), so it gets some traffic at once
+/// and its latency is measured.
+pub const SLOW_START_WINDOW: Duration = Duration::from_secs(30);
+pub const SLOW_START_AGGRESSION_MILLI: u32 = 1000;
+pub const SLOW_START_MIN_WEIGHT_PERCENT: u32 = 10;
+
+/// Circuit breakers per cluster, Envoy's defaults: at most 1024 upstream
+/// connections, 1024 requests waiting for a connection and 1024 requests
+/// in flight, so one slow cluster cannot take every socket and every
+/// worker's memory with it; past a limit a request fails at once (503
+/// `overflow`) instead of queueing behind the slow ones. Raise them for a
+/// cluster that legitimately serves more concurrency.
+pub const MAX_UPSTREAM_CONNECTIONS: u32 = 1024;
+pub const MAX_PENDING_REQUESTS: u32 = 1024;
+pub const MAX_REQUESTS: u32 = 1024;
+/// Retries in flight when the retry budget is turned off (Envoy's
+/// `max_retries` breaker; with a budget, the budget decides).
+pub const MAX_RETRIES: u32 = 3;

@@ -1,5 +1,5 @@
 //! Validation of the failure-handling settings: outlier detection, retry
-//! policy and retry budget.
+//! policy, retry budget, slow start and circuit breakers.
 
 use std::time::Duration;
 
@@ -7,8 +7,13 @@ use toml::Spanned;
 
 use super::defaults;
 use super::diagnostic::Collector;
-use super::model::{OutlierDetectionConfig, RetryBudget, RetryOn, RetryPolicy};
-use super::schema::{OutlierDetectionSection, RetryBudgetSection, RetryPolicySection};
+use super::model::{
+    CircuitBreakers, OutlierDetectionConfig, RetryBudget, RetryOn, RetryPolicy, SlowStartConfig,
+};
+use super::schema::{
+    CircuitBreakersSection, OutlierDetectionSection, RetryBudgetSection, RetryPolicySection,
+    SlowStartSection,
+};
 use super::validate::{bounded, duration};
 
 /// Outlier detection is on unless the section says `enabled = false`; every
@@ -319,4 +324,101 @@ pub fn retry_budget(
         budget_percent: budget_percent?,
         min_retry_concurrency: min_retry_concurrency?,
     }))
+}
+
+/// A cluster's `slow_start`: on by default, except for hash policies (their
+/// tables must not move), where setting it is an error.
+pub fn slow_start(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: Option<&Spanned<SlowStartSection>>,
+    hashing: bool,
+) -> Option<Option<SlowStartConfig>> {
+    let section = s.map(Spanned::get_ref);
+    if section
+        .and_then(|s| s.enabled.as_ref())
+        .is_some_and(|e| !*e.get_ref())
+    {
+        return Some(None);
+    }
+    if hashing {
+        if let Some(s) = s {
+            c.error(
+                s.span(),
+                format!("{at}.slow_start"),
+                "hash policies do not slow-start: their tables place keys by weight, and a ramp would move keys".to_string(),
+                Some("remove the slow_start section (or use a non-hash policy)".into()),
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    let at = format!("{at}.slow_start");
+    let empty = SlowStartSection::default();
+    let s = section.unwrap_or(&empty);
+    let window = positive(
+        c,
+        &s.window,
+        &format!("{at}.window"),
+        defaults::SLOW_START_WINDOW,
+    );
+    let aggression = match &s.aggression {
+        None => Some(defaults::SLOW_START_AGGRESSION_MILLI),
+        Some(a) if (0.1..=10.0).contains(a.get_ref()) => {
+            Some((a.get_ref() * 1000.0).round() as u32)
+        }
+        Some(a) => {
+            c.error(
+                a.span(),
+                format!("{at}.aggression"),
+                format!("aggression {} is out of range", a.get_ref()),
+                Some("use 0.1 to 10: 1.0 ramps linearly, more ramps faster early".into()),
+            );
+            None
+        }
+    };
+    let min_weight_percent = bounded(
+        c,
+        &s.min_weight_percent,
+        &format!("{at}.min_weight_percent"),
+        1..=100,
+        defaults::SLOW_START_MIN_WEIGHT_PERCENT,
+    );
+    Some(Some(SlowStartConfig {
+        window: window?,
+        aggression_milli: aggression?,
+        min_weight_percent: min_weight_percent?,
+    }))
+}
+
+/// A cluster's `circuit_breakers`: Envoy's thresholds and defaults.
+pub fn circuit_breakers(
+    c: &mut Collector<'_>,
+    at: &str,
+    s: Option<&Spanned<CircuitBreakersSection>>,
+) -> Option<CircuitBreakers> {
+    let at = format!("{at}.circuit_breakers");
+    let empty = CircuitBreakersSection::default();
+    let s = s.map_or(&empty, Spanned::get_ref);
+    let mut limit = |v: &Option<Spanned<i64>>, name: &str, default: u32| {
+        bounded(c, v, &format!("{at}.{name}"), 1..=u32::MAX, default)
+    };
+    let max_connections = limit(
+        &s.max_connections,
+        "max_connections",
+        defaults::MAX_UPSTREAM_CONNECTIONS,
+    );
+    let max_pending_requests = limit(
+        &s.max_pending_requests,
+        "max_pending_requests",
+        defaults::MAX_PENDING_REQUESTS,
+    );
+    let max_requests = limit(&s.max_requests, "max_requests", defaults::MAX_REQUESTS);
+    let max_retries = limit(&s.max_retries, "max_retries", defaults::MAX_RETRIES);
+    Some(CircuitBreakers {
+        max_connections: max_connections?,
+        max_pending_requests: max_pending_requests?,
+        max_requests: max_requests?,
+        max_retries: max_retries?,
+    })
 }

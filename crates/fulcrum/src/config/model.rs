@@ -306,6 +306,11 @@ pub struct ClusterConfig {
     pub retry_policy: RetryPolicy,
     /// Retries in flight at most this share of active requests; none: no limit.
     pub retry_budget: Option<RetryBudget>,
+    /// Ramping endpoints that join after start-up; none: off (and always
+    /// for hash policies, whose tables must not move).
+    pub slow_start: Option<SlowStartConfig>,
+    /// Limits past which requests fail at once (503 `overflow`).
+    pub circuit_breakers: CircuitBreakers,
     /// TLS to the endpoints (requests and health checks); none: plain TCP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsConfig>,
@@ -462,6 +467,34 @@ impl RetryOn {
         ("5xx", RetryOn::ServerError),
         ("retriable-status-codes", RetryOn::RetriableStatusCodes),
     ];
+}
+
+/// Envoy's cluster circuit breaker thresholds (HTTP clusters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CircuitBreakers {
+    /// Upstream connections open (HTTP/1.1 clusters).
+    pub max_connections: u32,
+    /// Requests waiting for a new upstream connection.
+    pub max_pending_requests: u32,
+    /// Requests in flight to the cluster.
+    pub max_requests: u32,
+    /// Retries in flight, when the retry budget is turned off.
+    pub max_retries: u32,
+}
+
+/// How an endpoint joining after start-up ramps up (see `cluster::slow_start`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SlowStartConfig {
+    #[serde(serialize_with = "human_duration")]
+    pub window: Duration,
+    /// Thousandths: 1000 is linear, more ramps faster early.
+    #[serde(rename = "aggression", serialize_with = "thousandths")]
+    pub aggression_milli: u32,
+    pub min_weight_percent: u32,
+}
+
+fn thousandths<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(f64::from(*v) / 1000.0)
 }
 
 /// Envoy's retry budget: retries in flight at most `budget_percent` of the

@@ -149,6 +149,8 @@ pub struct ClusterSection {
     pub outlier_detection: Option<Spanned<OutlierDetectionSection>>,
     pub retry_policy: Option<Spanned<RetryPolicySection>>,
     pub retry_budget: Option<Spanned<RetryBudgetSection>>,
+    pub slow_start: Option<Spanned<SlowStartSection>>,
+    pub circuit_breakers: Option<Spanned<CircuitBreakersSection>>,
     /// TLS to the endpoints (re-encryption).
     pub tls: Option<Spanned<UpstreamTlsSection>>,
 }
@@ -194,6 +196,24 @@ pub struct RetryPolicySection {
     pub retry_non_idempotent: Option<Spanned<bool>>,
     pub backoff_base_interval: Option<Spanned<String>>,
     pub backoff_max_interval: Option<Spanned<String>>,
+}
+
+/// Per-cluster limits (Envoy's circuit breaker thresholds).
+#[derive(Debug, Default, Deserialize)]
+pub struct CircuitBreakersSection {
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_pending_requests: Option<Spanned<i64>>,
+    pub max_requests: Option<Spanned<i64>>,
+    pub max_retries: Option<Spanned<i64>>,
+}
+
+/// Ramping endpoints that join after start-up; `enabled = false` turns it off.
+#[derive(Debug, Default, Deserialize)]
+pub struct SlowStartSection {
+    pub enabled: Option<Spanned<bool>>,
+    pub window: Option<Spanned<String>>,
+    pub aggression: Option<Spanned<f64>>,
+    pub min_weight_percent: Option<Spanned<i64>>,
 }
 
 /// The share of a cluster's load retries may add; `enabled = false` lifts it.
@@ -246,6 +266,8 @@ pub fn known_fields(section: &[&str]) -> &'static [&'static str] {
             fields_of::<RetryPolicySection>()
         }
         ["clusters", "retry_budget"] => fields_of::<RetryBudgetSection>(),
+        ["clusters", "slow_start"] => fields_of::<SlowStartSection>(),
+        ["clusters", "circuit_breakers"] => fields_of::<CircuitBreakersSection>(),
         ["clusters", "tls"] => fields_of::<UpstreamTlsSection>(),
         ["clusters", "tls", "certificate"] => fields_of::<CertificateSection>(),
         ["listeners", "tls"] => fields_of::<TlsSection>(),

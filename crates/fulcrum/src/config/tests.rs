@@ -532,3 +532,24 @@ fn retries_default_to_what_never_reached_the_origin_and_their_fields_are_checked
             .contains("retriable-status-codes")
     );
 }
+
+#[test]
+fn slow_start_is_on_by_default_except_for_hash_policies() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let ss = c.clusters[0].slow_start.as_ref().expect("on by default");
+    assert_eq!(ss.window, defaults::SLOW_START_WINDOW);
+    let maglev = GOOD.replace("name = \"api\"\n", "name = \"api\"\npolicy = \"maglev\"\n");
+    let c = parse("t.toml", &maglev).unwrap();
+    assert_eq!(c.clusters[0].slow_start, None, "hash policies are exempt");
+    let ds = errors(&format!(
+        "{maglev}[clusters.slow_start]\nwindow = \"10s\"\n"
+    ));
+    let d = find(&ds, "clusters[0].slow_start");
+    assert!(d.message.contains("hash policies"), "{d:?}");
+    let ds = errors(&format!(
+        "{GOOD}[clusters.slow_start]\nwindow = \"0s\"\naggression = 50.0\nmin_weight_percent = 0\n"
+    ));
+    find(&ds, "clusters[0].slow_start.window");
+    find(&ds, "clusters[0].slow_start.aggression");
+    find(&ds, "clusters[0].slow_start.min_weight_percent");
+}

@@ -168,14 +168,14 @@ fn cluster_usage(
                         refuse(
                             "max_connections",
                             section.max_connections.as_ref().map(|v| v.span()),
-                            "it limits L4 flows only (HTTP connection limits come with circuit breakers)",
+                            "it limits L4 flows only; for HTTP use [clusters.circuit_breakers] max_connections",
                         );
                     }
                     if section.connect_attempts.is_some() {
                         refuse(
                             "connect_attempts",
                             section.connect_attempts.as_ref().map(|v| v.span()),
-                            "it applies to L4 flows only (HTTP retries come with retry policies)",
+                            "it applies to L4 flows only; for HTTP use [clusters.retry_policy] num_retries",
                         );
                     }
                 }
@@ -1040,6 +1040,9 @@ fn cluster(
     let outlier_detection = super::failure::outlier_detection(c, &at, s.outlier_detection.as_ref());
     let retry_policy = super::failure::retry_policy(c, &at, s.retry_policy.as_ref());
     let retry_budget = super::failure::retry_budget(c, &at, s.retry_budget.as_ref());
+    let hashing = policy.as_ref().is_some_and(|p| p.is_hashing());
+    let slow_start = super::failure::slow_start(c, &at, s.slow_start.as_ref(), hashing);
+    let circuit_breakers = super::failure::circuit_breakers(c, &at, s.circuit_breakers.as_ref());
     let tls = s
         .tls
         .as_ref()
@@ -1063,6 +1066,8 @@ fn cluster(
         outlier_detection: outlier_detection?,
         retry_policy: retry_policy?,
         retry_budget: retry_budget?,
+        slow_start: slow_start?,
+        circuit_breakers: circuit_breakers?,
         tls: match tls {
             None => None,
             Some(t) => Some(t?),

@@ -28,7 +28,8 @@ use crate::config::{Config, HealthCheckConfig, ListenerConfig, ListenerProtocol}
 use crate::listener::BoundSocket;
 use crate::snapshot::{ListenerHandle, Snapshot};
 use crate::telemetry::metrics::{
-    ClusterDetectorLabels, ClusterLabels, HealthCheckLabels, Metrics, ResultLabels,
+    ClusterBreakerLabels, ClusterDetectorLabels, ClusterLabels, HealthCheckLabels, Metrics,
+    ResultLabels,
 };
 use registry::Registry;
 
@@ -155,7 +156,7 @@ impl Control {
         let admin_token = read_token(&config)?;
         let registry = Registry::new(workers.len(), metrics.clone(), shutdown);
         let mut manager = Manager::new();
-        manager.configure(&config.clusters);
+        manager.configure(crate::clock::now(), &config.clusters);
         let built = registry.build(config, &manager, 1)?;
         let sockets = bind_all(&built.added, workers.len(), &mut inherited)?;
         for unused in &inherited {
@@ -259,7 +260,7 @@ impl Control {
         let generation = current.generation + 1;
         let admin_token = read_token(&config).map_err(|e| ReloadError::Apply(format!("{e:#}")))?;
         let mut manager = self.manager.clone();
-        manager.configure(&config.clusters);
+        manager.configure(crate::clock::now(), &config.clusters);
         let built = self
             .registry
             .build(config, &manager, generation)
@@ -573,10 +574,58 @@ impl Control {
         }
     }
 
-    /// The control thread's periodic work: drains and outlier detection.
+    /// The control thread's periodic work: drains, outlier detection,
+    /// slow-start ramps and the circuit breakers' remaining capacity.
     pub fn tick(&mut self) {
         self.check_drains();
         self.check_outliers();
+        self.check_ramps();
+        self.note_breakers();
+    }
+
+    /// `fulcrum_circuit_breaker_remaining{cluster, breaker}` for HTTP clusters.
+    fn note_breakers(&self) {
+        let snapshot = self.shared.snapshot.load_full();
+        for cluster in snapshot.clusters.iter() {
+            let Some(load) = cluster.endpoints.first().map(|e| e.cluster_load()) else {
+                continue;
+            };
+            let limits = &cluster.config.circuit_breakers;
+            let used = [
+                (
+                    "max_connections",
+                    limits.max_connections,
+                    u64::try_from(cluster.connections.active.get()).unwrap_or(0),
+                ),
+                (
+                    "max_pending_requests",
+                    limits.max_pending_requests,
+                    load.pending.load(std::sync::atomic::Ordering::Relaxed),
+                ),
+                ("max_requests", limits.max_requests, load.active_requests()),
+            ];
+            for (breaker, limit, used) in used {
+                self.shared
+                    .metrics
+                    .circuit_breaker_remaining
+                    .get_or_create(&ClusterBreakerLabels {
+                        cluster: cluster.name().to_string(),
+                        breaker,
+                    })
+                    .set(i64::from(limit).saturating_sub(i64::try_from(used).unwrap_or(i64::MAX)));
+            }
+        }
+    }
+
+    /// Republishes the clusters whose endpoints slow-start, with the
+    /// weights the manager computes for now.
+    fn check_ramps(&mut self) {
+        let snapshot = self.shared.snapshot.load_full();
+        for name in self.manager.ramping(crate::clock::now()) {
+            if let Some(cluster) = snapshot.clusters.iter().find(|c| c.name() == name) {
+                cluster.publish(&self.manager.statuses(&name), self.manager.in_panic(&name));
+            }
+        }
     }
 
     /// Feeds the workers' outlier counts to the manager and enacts what it

@@ -12,7 +12,7 @@ use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::body::{ClientBodyError, RequestBody, UpstreamBody};
-use super::error::ProxyError;
+use super::error::{Blame, ProxyError};
 use super::proxy::ConnContext;
 use super::retry::{self, RetryReason};
 use super::upstream::Http2Client;
@@ -21,7 +21,7 @@ use super::websocket::Opening;
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::config::RetryPolicy;
-use crate::telemetry::metrics::{ClusterLabels, ClusterReasonLabels};
+use crate::telemetry::metrics::{ClusterBreakerLabels, ClusterLabels, ClusterReasonLabels};
 use crate::tls::upstream::is_tls_error;
 
 /// The request as the cluster's protocol sends it, kept so a retry can
@@ -159,9 +159,17 @@ impl Attempts<'_> {
                     None
                 }
                 Err(e) => {
-                    if !e.blames_client() {
-                        active.record_failure();
-                        self.count_error(e);
+                    match e.blame() {
+                        Blame::Upstream => {
+                            active.record_failure();
+                            self.count_error(e);
+                        }
+                        Blame::Fulcrum => {
+                            if let ProxyError::Overflow { breaker, .. } = e {
+                                count_overflow(self.cx, cluster, breaker);
+                            }
+                        }
+                        Blame::Client => {}
                     }
                     retry::on_error(self.policy, e, self.method)
                 }
@@ -194,10 +202,11 @@ impl Attempts<'_> {
             let active_requests = load.active_requests();
             let Some(permit) = retry::acquire(
                 cluster.config.retry_budget.as_ref(),
+                cluster.config.circuit_breakers.max_retries,
                 &load.active_retries,
                 active_requests,
             ) else {
-                self.count_overflow();
+                self.count_budget_overflow();
                 return Attempted {
                     result: match result {
                         // A real answer beats an error about the budget.
@@ -251,7 +260,7 @@ impl Attempts<'_> {
             .inc();
     }
 
-    fn count_overflow(&self) {
+    fn count_budget_overflow(&self) {
         self.cx
             .metrics
             .upstream_retry_overflow
@@ -260,6 +269,17 @@ impl Attempts<'_> {
             })
             .inc();
     }
+}
+
+/// `fulcrum_circuit_breaker_overflow_total{cluster, breaker}`.
+pub fn count_overflow(cx: &ConnContext, cluster: &Cluster, breaker: &'static str) {
+    cx.metrics
+        .circuit_breaker_overflow
+        .get_or_create(&ClusterBreakerLabels {
+            cluster: cluster.name().to_string(),
+            breaker,
+        })
+        .inc();
 }
 
 /// One attempt to one endpoint, up to the response head.
@@ -273,12 +293,12 @@ async fn send_once(
         UpstreamRequest::Http1(req) => h1::send(cluster, endpoint, cx.worker, req)
             .await
             .map(|r| Sent::Response(r.map(UpstreamBody::Http1)))
-            .map_err(|e| h1_failure(endpoint, e)),
+            .map_err(|e| h1_failure(cluster, endpoint, e)),
         UpstreamRequest::WebSocket(ws) => {
             match h1::upgrade(cluster, endpoint, cx.worker, &ws.0).await {
                 Ok(h1::Upgrade::Refused(r)) => Ok(Sent::Response(r.map(UpstreamBody::Http1))),
                 Ok(h1::Upgrade::Switched(upgraded)) => Ok(Sent::Switched(upgraded)),
-                Err(e) => Err(h1_failure(endpoint, e)),
+                Err(e) => Err(h1_failure(cluster, endpoint, e)),
             }
         }
         UpstreamRequest::Http2 { .. } => {
@@ -323,7 +343,7 @@ async fn send_http2(
         .map_err(|e| upstream_failure(endpoint, &e))
 }
 
-fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
+fn h1_failure(cluster: &Cluster, endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
     let endpoint = endpoint.label.clone();
     match e {
         UpstreamError::Connect(ConnectError::Tcp(e)) => ProxyError::ConnectFailure {
@@ -349,6 +369,11 @@ fn h1_failure(endpoint: &Endpoint, e: UpstreamError) -> ProxyError {
             detail: e.to_string(),
         },
         UpstreamError::ClientBody(e) => client_body_failure(&e),
+        UpstreamError::Overflow { breaker, limit } => ProxyError::Overflow {
+            cluster: cluster.name().to_string(),
+            breaker,
+            limit,
+        },
     }
 }
 

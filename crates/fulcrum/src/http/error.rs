@@ -46,6 +46,14 @@ pub enum ProxyError {
     UpstreamTimeout { endpoint: String, timeout_ms: u128 },
     #[error("{endpoint} did not respond within the per-try timeout of {timeout_ms} ms")]
     PerTryTimeout { endpoint: String, timeout_ms: u128 },
+    /// A cluster circuit breaker is at its limit: failed at once rather
+    /// than queued behind the requests already waiting.
+    #[error("cluster {cluster} is at its {breaker} limit ({limit}); circuit breaker overflow")]
+    Overflow {
+        cluster: String,
+        breaker: &'static str,
+        limit: u32,
+    },
     /// A retry was due, but the cluster's retry budget was spent: `cause`
     /// is the failure that would have been retried.
     #[error("{cause} (not retried: the cluster's retry budget is exhausted)")]
@@ -100,6 +108,7 @@ impl ProxyError {
             ProxyError::RetryBudgetExhausted { cause } => {
                 (cause.classify().0, "retry_budget_exhausted")
             }
+            ProxyError::Overflow { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overflow"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ProxyError::ConnectNotSupported => {
@@ -151,6 +160,7 @@ impl ProxyError {
             | ProxyError::TooEarly => Blame::Client,
             ProxyError::NoRoute
             | ProxyError::NoHealthyUpstream { .. }
+            | ProxyError::Overflow { .. }
             | ProxyError::WebSocketNotSupported { .. } => Blame::Fulcrum,
             ProxyError::ConnectFailure { .. }
             | ProxyError::UpstreamTls { .. }

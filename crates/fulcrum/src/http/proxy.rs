@@ -14,7 +14,7 @@ use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::activity::{Activity, StreamGuard};
-use super::attempt::{Attempts, Sent, UpstreamRequest};
+use super::attempt::{Attempts, Sent, UpstreamRequest, count_overflow};
 use super::body::{ClientBody, ProxyBody, RequestBody};
 use super::conformance::{self, Authority};
 use super::error::ProxyError;
@@ -223,6 +223,15 @@ impl Outgoing {
             count_upstream_error(cx, cluster, &e);
             return Err(e);
         };
+        let limit = cluster.config.circuit_breakers.max_requests;
+        if endpoint.cluster_active_requests() >= u64::from(limit) {
+            count_overflow(cx, cluster, "max_requests");
+            return Err(ProxyError::Overflow {
+                cluster: cluster.name().to_string(),
+                breaker: "max_requests",
+                limit,
+            });
+        }
         let endpoint = endpoint.clone();
         let retry_policy = route.retry_policy.clone();
         let retries = retry_policy

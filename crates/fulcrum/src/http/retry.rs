@@ -107,16 +107,22 @@ impl Drop for RetryPermit<'_> {
     }
 }
 
-/// Takes a retry permit if the budget allows one more (no budget: always).
-/// Check-then-add, so concurrent workers can overshoot by a retry or two;
-/// the budget bounds load, it is not a lock.
+/// Takes a retry permit if the budget allows one more (no budget: the
+/// `max_retries` circuit breaker decides, as in Envoy). Check-then-add, so
+/// concurrent workers can overshoot by a retry or two; the budget bounds
+/// load, it is not a lock.
 pub fn acquire<'a>(
     budget: Option<&RetryBudget>,
+    max_retries: u32,
     active_retries: &'a AtomicU64,
     active_requests: u64,
 ) -> Option<RetryPermit<'a>> {
     let current = active_retries.load(Ordering::Relaxed);
-    if budget.is_some_and(|b| !b.allows(current, active_requests)) {
+    let allowed = match budget {
+        Some(b) => b.allows(current, active_requests),
+        None => current < u64::from(max_retries),
+    };
+    if !allowed {
         return None;
     }
     active_retries.fetch_add(1, Ordering::Relaxed);
@@ -215,18 +221,20 @@ mod tests {
         };
         let active = AtomicU64::new(0);
         let held: Vec<_> = (0..3)
-            .map(|_| acquire(Some(&budget), &active, 1).expect("the minimum"))
+            .map(|_| acquire(Some(&budget), 0, &active, 1).expect("the minimum"))
             .collect();
         assert!(
-            acquire(Some(&budget), &active, 10).is_none(),
+            acquire(Some(&budget), 0, &active, 10).is_none(),
             "20 % of 10 is 2 < 3"
         );
-        let fourth = acquire(Some(&budget), &active, 20);
+        let fourth = acquire(Some(&budget), 0, &active, 20);
         assert!(fourth.is_some(), "20 % of 20 is 4");
-        assert!(acquire(Some(&budget), &active, 20).is_none());
+        assert!(acquire(Some(&budget), 0, &active, 20).is_none());
         drop(held);
         drop(fourth);
         assert_eq!(active.load(Ordering::Relaxed), 0, "permits give back");
-        assert!(acquire(None, &active, 0).is_some(), "no budget, no limit");
+        let one = acquire(None, 1, &active, 0);
+        assert!(one.is_some(), "no budget: max_retries decides");
+        assert!(acquire(None, 1, &active, 1000).is_none());
     }
 }

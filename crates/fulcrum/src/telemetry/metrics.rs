@@ -34,6 +34,12 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterBreakerLabels {
+    pub cluster: String,
+    pub breaker: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterDetectorLabels {
     pub cluster: String,
     pub detector: &'static str,
@@ -122,6 +128,8 @@ pub struct Metrics {
     pub upstream_errors: Family<ClusterReasonLabels, Counter>,
     pub upstream_retries: Family<ClusterReasonLabels, Counter>,
     pub upstream_retry_overflow: Family<ClusterLabels, Counter>,
+    pub circuit_breaker_overflow: Family<ClusterBreakerLabels, Counter>,
+    pub circuit_breaker_remaining: Family<ClusterBreakerLabels, Gauge>,
     pub upstream_active_connections: Family<ClusterLabels, Gauge>,
     pub upstream_connections: Family<ClusterLabels, Counter>,
     pub downstream_active_connections: Family<ListenerLabels, Gauge>,
@@ -192,6 +200,8 @@ impl Metrics {
             upstream_errors: Family::default(),
             upstream_retries: Family::default(),
             upstream_retry_overflow: Family::default(),
+            circuit_breaker_overflow: Family::default(),
+            circuit_breaker_remaining: Family::default(),
             upstream_active_connections: Family::default(),
             upstream_connections: Family::default(),
             downstream_active_connections: Family::default(),
@@ -330,6 +340,16 @@ impl Metrics {
             "upstream_retry_overflow",
             "Retries not sent because the cluster's retry budget was spent",
             m.upstream_retry_overflow.clone(),
+        );
+        registry.register(
+            "circuit_breaker_overflow",
+            "Requests failed at once (503 overflow) because a cluster circuit breaker was at its limit, by breaker (max_connections, max_pending_requests, max_requests)",
+            m.circuit_breaker_overflow.clone(),
+        );
+        registry.register(
+            "circuit_breaker_remaining",
+            "Capacity left under each cluster circuit breaker (limit minus current use), updated every 100 ms",
+            m.circuit_breaker_remaining.clone(),
         );
         registry.register(
             "endpoint_ejected",

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub enum UpstreamError {
     /// the client went away) before the response head arrived.
     #[error("{0}")]
     ClientBody(ClientBodyError),
+    /// A new connection was needed, but a circuit breaker is at its limit
+    /// (`max_connections` or `max_pending_requests`).
+    #[error("circuit breaker {breaker} at its limit {limit}")]
+    Overflow { breaker: &'static str, limit: u32 },
 }
 
 /// Where a response's connection goes back when its body ends: this
@@ -73,12 +78,26 @@ fn checkout(cluster: &Cluster, endpoint: &Endpoint, worker: usize) -> Option<Con
         .checkout(worker, cluster.transport.id(), cluster.config.idle_timeout)
 }
 
+/// A new connection, within the cluster's `max_connections` and
+/// `max_pending_requests` circuit breakers.
 async fn connect(cluster: &Cluster, endpoint: &Endpoint) -> Result<Conn, UpstreamError> {
-    let stream = cluster
-        .transport
-        .connect(endpoint.address)
-        .await
-        .map_err(UpstreamError::Connect)?;
+    let limits = &cluster.config.circuit_breakers;
+    if cluster.connections.active.get() >= i64::from(limits.max_connections) {
+        return Err(UpstreamError::Overflow {
+            breaker: "max_connections",
+            limit: limits.max_connections,
+        });
+    }
+    let pending = Pending::enter(&endpoint.cluster_load().pending);
+    if pending.ahead >= u64::from(limits.max_pending_requests) {
+        return Err(UpstreamError::Overflow {
+            breaker: "max_pending_requests",
+            limit: limits.max_pending_requests,
+        });
+    }
+    let connected = cluster.transport.connect(endpoint.address).await;
+    drop(pending);
+    let stream = connected.map_err(UpstreamError::Connect)?;
     cluster.connections.opened.inc();
     Ok(Conn {
         stream,
@@ -87,6 +106,27 @@ async fn connect(cluster: &Cluster, endpoint: &Endpoint) -> Result<Conn, Upstrea
             cluster.transport.id(),
         ),
     })
+}
+
+/// One request waiting for a new connection, counted until dropped (also
+/// when its future is, by a timeout).
+struct Pending<'a> {
+    count: &'a AtomicU64,
+    /// How many were waiting before this one.
+    ahead: u64,
+}
+
+impl<'a> Pending<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        let ahead = count.fetch_add(1, Ordering::Relaxed);
+        Self { count, ahead }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A request ready for the wire: its head already encoded, so the async
