@@ -565,3 +565,53 @@ async fn circuit_breakers_fail_fast_past_their_limits() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_breaker_opens_on_failures_and_a_probe_closes_it() {
+    let mut flaky = Backend::start("flaky", Behavior::Echo);
+    let good = Backend::start("good", Behavior::Echo);
+    let breaker =
+        "[clusters.circuit_breakers]\nconsecutive_failures = 2\nopen_interval = \"300ms\"\n";
+    let proxy = Proxy::start(&retry_config(&[flaky.addr, good.addr], breaker, ""));
+    let client = h1_client();
+    let opens = format!(
+        r#"fulcrum_endpoint_breaker_opens_total{{cluster="app",endpoint="{}"}}"#,
+        flaky.addr
+    );
+    flaky.stop();
+    eventually("the breaker opens", async || {
+        // Connect failures are retried on `good`: the client sees none.
+        let r = get(&client, &proxy.url("public", "/")).await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
+        proxy_metric(&proxy, &opens).await == 1.0
+    })
+    .await;
+    // While it is open, no attempt goes to the endpoint: no retries either.
+    let retries = r#"fulcrum_upstream_retries_total{cluster="app",reason="connect_failure"}"#;
+    let before = proxy_metric(&proxy, retries).await;
+    for _ in 0..6 {
+        get(&client, &proxy.url("public", "/")).await;
+    }
+    let after = proxy_metric(&proxy, retries).await;
+    assert!(
+        after - before <= 1.0,
+        "at most one probe failed meanwhile: {before} -> {after}"
+    );
+    flaky.restart();
+    eventually("a probe succeeds and closes it", async || {
+        get(&client, &proxy.url("public", "/")).await;
+        proxy_metric(
+            &proxy,
+            r#"fulcrum_endpoint_breaker_open_duration_seconds_count{cluster="app"}"#,
+        )
+        .await
+            == 1.0
+    })
+    .await;
+    assert!(proxy.logs().contains("endpoint circuit breaker closed"));
+    let hits = flaky.hits();
+    for _ in 0..10 {
+        get(&client, &proxy.url("public", "/")).await;
+    }
+    assert!(flaky.hits() > hits, "closed again: it takes requests");
+}

@@ -41,6 +41,8 @@ pub struct Endpoint {
     pub idle: IdleConnections,
     /// What outlier detection reads: failure streaks and totals.
     pub outlier: OutlierCounters,
+    /// The per-endpoint circuit breaker (used when configured).
+    pub breaker: super::breaker::Breaker,
 }
 
 /// In-flight counts of a whole cluster, shared by its endpoints and kept
@@ -90,6 +92,7 @@ impl Endpoint {
             ewma,
             idle: IdleConnections::new(workers),
             outlier: OutlierCounters::default(),
+            breaker: super::breaker::Breaker::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! worker never sees a balancer that disagrees with the eligible set (the
 //! tear pingora's `LoadBalancer` warns about).
 
+pub mod breaker;
 mod endpoint;
 pub mod health;
 pub mod manager;
@@ -232,6 +233,33 @@ impl Cluster {
             .filter_map(|k| eligible.get((start + k) % eligible.len()))
             .filter_map(|&i| self.endpoints.get(i))
             .find(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)))
+    }
+
+    /// The endpoint an attempt goes to: `candidate` if its breaker admits
+    /// the request, else the next eligible endpoint not in `tried` whose
+    /// breaker does (refused ones are added to `tried`). Without
+    /// per-endpoint breakers, `candidate` at once.
+    pub fn admit(
+        &self,
+        candidate: Arc<Endpoint>,
+        random: u64,
+        hash: Option<u64>,
+        tried: &mut Vec<Arc<Endpoint>>,
+    ) -> Option<breaker::Admitted> {
+        let Some(config) = &self.config.circuit_breakers.endpoint else {
+            return Some(breaker::Admitted::new(candidate, breaker::Admit::Closed));
+        };
+        let now = crate::clock::now_ns();
+        let mut candidate = candidate;
+        loop {
+            match candidate.breaker.admit(config, now) {
+                breaker::Admit::Refused => {
+                    tried.push(candidate);
+                    candidate = self.pick_untried(random, hash, tried)?.clone();
+                }
+                admit => return Some(breaker::Admitted::new(candidate, admit)),
+            }
+        }
     }
 
     pub fn eligible_count(&self) -> usize {

@@ -190,3 +190,57 @@ fn random_failures_and_recoveries_keep_the_invariants() {
         run(seed, 500);
     }
 }
+
+/// A breaker under random concurrent traffic: never more probes in flight
+/// than `half_open_probes`, and nothing admitted while it is open.
+#[test]
+fn a_breaker_never_admits_more_probes_than_allowed() {
+    use super::breaker::{Admit, Breaker, Change};
+    use crate::config::EndpointBreakerConfig;
+    for seed in 1..=40u64 {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let config = EndpointBreakerConfig {
+            consecutive_failures: rng.u32(1..5),
+            open_interval: Duration::from_millis(rng.u64(1..200)),
+            half_open_probes: rng.u32(1..4),
+        };
+        let breaker = Breaker::default();
+        let mut now: u64 = 1_000_000_000;
+        // Requests in flight: what the breaker said to each.
+        let mut in_flight: Vec<Admit> = Vec::new();
+        let mut opened_at: Option<u64> = None;
+        let failing_rate = rng.u8(0..100);
+        for step in 0..2000 {
+            now += rng.u64(0..20_000_000);
+            if rng.bool() || in_flight.is_empty() {
+                let admit = breaker.admit(&config, now);
+                if let Some(at) = opened_at {
+                    let interval = config.open_interval.as_nanos() as u64;
+                    if now < at + interval {
+                        assert_eq!(admit, Admit::Refused, "seed {seed} step {step}: open");
+                    }
+                }
+                if admit != Admit::Refused {
+                    in_flight.push(admit);
+                }
+            } else {
+                let i = rng.usize(..in_flight.len());
+                let admit = in_flight.swap_remove(i);
+                let success = rng.u8(0..100) >= failing_rate;
+                let change = breaker.record(&config, admit, success, now);
+                // Opened from closed, or opened again by a failed probe.
+                if change == Some(Change::Opened) || (admit == Admit::Probe && !success) {
+                    opened_at = Some(now);
+                }
+                if !breaker.is_open() {
+                    opened_at = None;
+                }
+            }
+            let probes = in_flight.iter().filter(|a| **a == Admit::Probe).count();
+            assert!(
+                probes <= config.half_open_probes as usize,
+                "seed {seed} step {step}: {probes} probes in flight"
+            );
+        }
+    }
+}

@@ -183,3 +183,10 @@ pub const MAX_REQUESTS: u32 = 1024;
 /// Retries in flight when the retry budget is turned off (Envoy's
 /// `max_retries` breaker; with a budget, the budget decides).
 pub const MAX_RETRIES: u32 = 3;
+/// The per-endpoint breaker is off by default (`consecutive_failures = 0`):
+/// outlier detection already ejects on the same signal for every worker.
+/// When it is turned on, an open breaker waits 5 s before probing (long
+/// enough for a restart's port to close, short against outlier detection's
+/// 30 s), with one probe at a time.
+pub const BREAKER_OPEN_INTERVAL: Duration = Duration::from_secs(5);
+pub const BREAKER_HALF_OPEN_PROBES: u32 = 1;

@@ -8,7 +8,8 @@ use toml::Spanned;
 use super::defaults;
 use super::diagnostic::Collector;
 use super::model::{
-    CircuitBreakers, OutlierDetectionConfig, RetryBudget, RetryOn, RetryPolicy, SlowStartConfig,
+    CircuitBreakers, EndpointBreakerConfig, OutlierDetectionConfig, RetryBudget, RetryOn,
+    RetryPolicy, SlowStartConfig,
 };
 use super::schema::{
     CircuitBreakersSection, OutlierDetectionSection, RetryBudgetSection, RetryPolicySection,
@@ -415,10 +416,39 @@ pub fn circuit_breakers(
     );
     let max_requests = limit(&s.max_requests, "max_requests", defaults::MAX_REQUESTS);
     let max_retries = limit(&s.max_retries, "max_retries", defaults::MAX_RETRIES);
+    let consecutive_failures = bounded(
+        c,
+        &s.consecutive_failures,
+        &format!("{at}.consecutive_failures"),
+        0..=1_000_000,
+        0,
+    );
+    let open_interval = positive(
+        c,
+        &s.open_interval,
+        &format!("{at}.open_interval"),
+        defaults::BREAKER_OPEN_INTERVAL,
+    );
+    let half_open_probes = bounded(
+        c,
+        &s.half_open_probes,
+        &format!("{at}.half_open_probes"),
+        1..=1_000_000,
+        defaults::BREAKER_HALF_OPEN_PROBES,
+    );
+    let endpoint = match consecutive_failures? {
+        0 => None,
+        n => Some(EndpointBreakerConfig {
+            consecutive_failures: n,
+            open_interval: open_interval?,
+            half_open_probes: half_open_probes?,
+        }),
+    };
     Some(CircuitBreakers {
         max_connections: max_connections?,
         max_pending_requests: max_pending_requests?,
         max_requests: max_requests?,
         max_retries: max_retries?,
+        endpoint,
     })
 }

@@ -480,6 +480,18 @@ pub struct CircuitBreakers {
     pub max_requests: u32,
     /// Retries in flight, when the retry budget is turned off.
     pub max_retries: u32,
+    /// The per-endpoint consecutive-failure breaker; none: off (the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointBreakerConfig>,
+}
+
+/// A per-endpoint breaker (see `cluster::breaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EndpointBreakerConfig {
+    pub consecutive_failures: u32,
+    #[serde(serialize_with = "human_duration")]
+    pub open_interval: Duration,
+    pub half_open_probes: u32,
 }
 
 /// How an endpoint joining after start-up ramps up (see `cluster::slow_start`).

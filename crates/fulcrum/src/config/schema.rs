@@ -205,6 +205,10 @@ pub struct CircuitBreakersSection {
     pub max_pending_requests: Option<Spanned<i64>>,
     pub max_requests: Option<Spanned<i64>>,
     pub max_retries: Option<Spanned<i64>>,
+    /// The per-endpoint breaker: opens after this many failures in a row.
+    pub consecutive_failures: Option<Spanned<i64>>,
+    pub open_interval: Option<Spanned<String>>,
+    pub half_open_probes: Option<Spanned<i64>>,
 }
 
 /// Ramping endpoints that join after start-up; `enabled = false` turns it off.

@@ -553,3 +553,32 @@ fn slow_start_is_on_by_default_except_for_hash_policies() {
     find(&ds, "clusters[0].slow_start.aggression");
     find(&ds, "clusters[0].slow_start.min_weight_percent");
 }
+
+#[test]
+fn circuit_breakers_default_to_envoys_and_the_endpoint_breaker_is_opt_in() {
+    let c = parse("t.toml", GOOD).unwrap();
+    let cb = c.clusters[0].circuit_breakers;
+    assert_eq!(
+        (
+            cb.max_connections,
+            cb.max_pending_requests,
+            cb.max_requests,
+            cb.max_retries
+        ),
+        (1024, 1024, 1024, 3)
+    );
+    assert_eq!(cb.endpoint, None);
+    let on = parse(
+        "t.toml",
+        &format!("{GOOD}[clusters.circuit_breakers]\nconsecutive_failures = 5\n"),
+    )
+    .unwrap();
+    let e = on.clusters[0].circuit_breakers.endpoint.unwrap();
+    assert_eq!(e.open_interval, defaults::BREAKER_OPEN_INTERVAL);
+    let ds = errors(&format!(
+        "{GOOD}[clusters.circuit_breakers]\nmax_requests = 0\nhalf_open_probes = 0\nopen_interval = \"soon\"\n"
+    ));
+    find(&ds, "clusters[0].circuit_breakers.max_requests");
+    find(&ds, "clusters[0].circuit_breakers.half_open_probes");
+    find(&ds, "clusters[0].circuit_breakers.open_interval");
+}

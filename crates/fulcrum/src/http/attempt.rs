@@ -18,10 +18,13 @@ use super::retry::{self, RetryReason};
 use super::upstream::Http2Client;
 use super::upstream::h1::{self, UpstreamError};
 use super::websocket::Opening;
+use crate::cluster::breaker::{Admitted, Change as BreakerChange};
 use crate::cluster::transport::ConnectError;
 use crate::cluster::{ActiveRequest, Cluster, Endpoint};
 use crate::config::RetryPolicy;
-use crate::telemetry::metrics::{ClusterBreakerLabels, ClusterLabels, ClusterReasonLabels};
+use crate::telemetry::metrics::{
+    ClusterBreakerLabels, ClusterLabels, ClusterReasonLabels, EndpointLabels,
+};
 use crate::tls::upstream::is_tls_error;
 
 /// The request as the cluster's protocol sends it, kept so a retry can
@@ -118,11 +121,17 @@ pub struct Attempts<'a> {
 impl Attempts<'_> {
     /// Sends `request`, retrying as the policy allows; `first` is the
     /// endpoint the balancer picked.
-    pub async fn run(&self, first: ActiveRequest, request: &mut UpstreamRequest) -> Attempted {
+    pub async fn run(
+        &self,
+        first: ActiveRequest,
+        first_admitted: Admitted,
+        request: &mut UpstreamRequest,
+    ) -> Attempted {
         let cluster = self.cluster;
         let timeout = cluster.config.request_timeout;
         let deadline = crate::clock::now() + timeout;
         let mut active = first;
+        let mut admitted = first_admitted;
         let mut attempts = 1;
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         // Held while a retry is in flight: the budget counts it.
@@ -174,6 +183,7 @@ impl Attempts<'_> {
                     retry::on_error(self.policy, e, self.method)
                 }
             };
+            self.report_to_breaker(admitted, &result);
             let retry =
                 reason.filter(|_| attempts <= self.policy.num_retries && request.replayable());
             let Some(reason) = retry else {
@@ -183,10 +193,12 @@ impl Attempts<'_> {
                 };
             };
             tried.push(endpoint);
+            let random = fastrand::u64(..);
             let next = cluster
-                .pick_untried(fastrand::u64(..), self.hash, &tried)
-                .cloned();
-            let Some(next) = next else {
+                .pick_untried(random, self.hash, &tried)
+                .cloned()
+                .and_then(|e| cluster.admit(e, random, self.hash, &mut tried));
+            let Some(next_admitted) = next else {
                 // Every eligible endpoint was tried.
                 return Attempted {
                     result: result.map(|sent| (sent, active)),
@@ -231,8 +243,51 @@ impl Attempts<'_> {
                 .await;
             }
             _permit = Some(permit);
-            active = ActiveRequest::start(next);
+            active = ActiveRequest::start(next_admitted.endpoint().clone());
+            admitted = next_admitted;
             attempts += 1;
+        }
+    }
+
+    /// Feeds the endpoint's breaker (when configured) with the attempt's
+    /// outcome: a 5xx or an upstream failure is a failure; what the client
+    /// or fulcrum caused says nothing about the endpoint.
+    fn report_to_breaker(&self, admitted: Admitted, result: &Result<Sent, ProxyError>) {
+        let Some(config) = &self.cluster.config.circuit_breakers.endpoint else {
+            return;
+        };
+        let success = match result {
+            Ok(Sent::Response(r)) => r.status().as_u16() < 500,
+            Ok(Sent::Switched(_)) => true,
+            Err(e) if e.blame() == Blame::Upstream => false,
+            // Dropping `admitted` gives a probe's slot back.
+            Err(_) => return,
+        };
+        let endpoint = admitted.endpoint().clone();
+        match admitted.record(config, success, crate::clock::now_ns()) {
+            Some(BreakerChange::Opened) => {
+                let labels = EndpointLabels {
+                    cluster: self.cluster.name().to_string(),
+                    endpoint: endpoint.label.clone(),
+                };
+                self.cx
+                    .metrics
+                    .endpoint_breaker_opens
+                    .get_or_create(&labels)
+                    .inc();
+                tracing::warn!(cluster = self.cluster.name(), endpoint = %endpoint.label, "endpoint circuit breaker opened: consecutive failures");
+            }
+            Some(BreakerChange::Closed { open_for }) => {
+                self.cx
+                    .metrics
+                    .endpoint_breaker_open_duration
+                    .get_or_create(&ClusterLabels {
+                        cluster: self.cluster.name().to_string(),
+                    })
+                    .observe(open_for);
+                tracing::info!(cluster = self.cluster.name(), endpoint = %endpoint.label, open_ms = open_for.as_millis() as u64, "endpoint circuit breaker closed: a probe succeeded");
+            }
+            None => {}
         }
     }
 

@@ -54,6 +54,9 @@ pub enum ProxyError {
         breaker: &'static str,
         limit: u32,
     },
+    /// Every eligible endpoint's breaker is open (per-endpoint circuit breakers).
+    #[error("every endpoint of cluster {cluster} has an open circuit breaker")]
+    CircuitOpen { cluster: String },
     /// A retry was due, but the cluster's retry budget was spent: `cause`
     /// is the failure that would have been retried.
     #[error("{cause} (not retried: the cluster's retry budget is exhausted)")]
@@ -109,6 +112,7 @@ impl ProxyError {
                 (cause.classify().0, "retry_budget_exhausted")
             }
             ProxyError::Overflow { .. } => (StatusCode::SERVICE_UNAVAILABLE, "overflow"),
+            ProxyError::CircuitOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open"),
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_request"),
             ProxyError::ConnectNotSupported => {
@@ -161,6 +165,7 @@ impl ProxyError {
             ProxyError::NoRoute
             | ProxyError::NoHealthyUpstream { .. }
             | ProxyError::Overflow { .. }
+            | ProxyError::CircuitOpen { .. }
             | ProxyError::WebSocketNotSupported { .. } => Blame::Fulcrum,
             ProxyError::ConnectFailure { .. }
             | ProxyError::UpstreamTls { .. }

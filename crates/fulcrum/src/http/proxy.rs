@@ -22,6 +22,7 @@ use super::headers;
 use super::streams::StreamExecutor;
 use super::upstream::h1;
 use super::websocket::{self, Opening};
+use crate::cluster::breaker::Admitted;
 use crate::cluster::{ActiveRequest, Cluster};
 use crate::config::{RetryPolicy, UpstreamProtocol};
 use crate::route::hash_policy::RequestKey;
@@ -177,6 +178,8 @@ struct Outgoing {
     /// From the route table the request was routed with.
     cluster: Arc<Cluster>,
     active: ActiveRequest,
+    /// What the chosen endpoint's breaker said (a probe reports back).
+    admitted: Admitted,
     request: UpstreamRequest,
     method: Method,
     /// The route's own retry policy, if it has one (else the cluster's).
@@ -216,12 +219,19 @@ impl Outgoing {
         } else {
             route.hash_policy.key(&parts, cx.peer.ip())
         };
-        let Some(endpoint) = cluster.pick(fastrand::u64(..), key.hash) else {
+        let random = fastrand::u64(..);
+        let Some(endpoint) = cluster.pick(random, key.hash) else {
             let e = ProxyError::NoHealthyUpstream {
                 cluster: cluster.name().to_string(),
             };
             count_upstream_error(cx, cluster, &e);
             return Err(e);
+        };
+        let Some(admitted) = cluster.admit(endpoint.clone(), random, key.hash, &mut Vec::new())
+        else {
+            return Err(ProxyError::CircuitOpen {
+                cluster: cluster.name().to_string(),
+            });
         };
         let limit = cluster.config.circuit_breakers.max_requests;
         if endpoint.cluster_active_requests() >= u64::from(limit) {
@@ -232,7 +242,6 @@ impl Outgoing {
                 limit,
             });
         }
-        let endpoint = endpoint.clone();
         let retry_policy = route.retry_policy.clone();
         let retries = retry_policy
             .as_deref()
@@ -262,7 +271,8 @@ impl Outgoing {
         };
         Ok(Self {
             cluster: cluster.clone(),
-            active: ActiveRequest::start(endpoint),
+            active: ActiveRequest::start(admitted.endpoint().clone()),
+            admitted,
             request,
             method,
             retry_policy,
@@ -284,6 +294,7 @@ async fn exchange(
     let Outgoing {
         cluster,
         active,
+        admitted,
         mut request,
         method,
         retry_policy,
@@ -300,7 +311,7 @@ async fn exchange(
         method: &method,
         hash,
     }
-    .run(active, &mut request)
+    .run(active, admitted, &mut request)
     .await;
     let attempts = attempted.attempts;
     let mut resp = match attempted.result {

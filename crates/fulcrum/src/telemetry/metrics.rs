@@ -130,6 +130,9 @@ pub struct Metrics {
     pub upstream_retry_overflow: Family<ClusterLabels, Counter>,
     pub circuit_breaker_overflow: Family<ClusterBreakerLabels, Counter>,
     pub circuit_breaker_remaining: Family<ClusterBreakerLabels, Gauge>,
+    pub endpoint_breaker_opens: Family<EndpointLabels, Counter>,
+    pub endpoint_breaker_open_duration:
+        Family<ClusterLabels, LatencyHistogram, fn() -> LatencyHistogram>,
     pub upstream_active_connections: Family<ClusterLabels, Gauge>,
     pub upstream_connections: Family<ClusterLabels, Counter>,
     pub downstream_active_connections: Family<ListenerLabels, Gauge>,
@@ -202,6 +205,8 @@ impl Metrics {
             upstream_retry_overflow: Family::default(),
             circuit_breaker_overflow: Family::default(),
             circuit_breaker_remaining: Family::default(),
+            endpoint_breaker_opens: Family::default(),
+            endpoint_breaker_open_duration: Family::new_with_constructor(LatencyHistogram::flows),
             upstream_active_connections: Family::default(),
             upstream_connections: Family::default(),
             downstream_active_connections: Family::default(),
@@ -350,6 +355,16 @@ impl Metrics {
             "circuit_breaker_remaining",
             "Capacity left under each cluster circuit breaker (limit minus current use), updated every 100 ms",
             m.circuit_breaker_remaining.clone(),
+        );
+        registry.register(
+            "endpoint_breaker_opens",
+            "Times an endpoint's consecutive-failure breaker opened (not counting re-opens after a failed probe)",
+            m.endpoint_breaker_opens.clone(),
+        );
+        registry.register(
+            "endpoint_breaker_open_duration_seconds",
+            "Time an endpoint's breaker stayed open, from opening until a probe closed it",
+            m.endpoint_breaker_open_duration.clone(),
         );
         registry.register(
             "endpoint_ejected",
