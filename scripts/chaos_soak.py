@@ -216,14 +216,9 @@ def chaos(rng, backends, duration):
         now = time.time()
         for i, (what, until) in list(broken.items()):
             if now >= until:
-                b = backends[i]
-                if what == "kill":
-                    b.start()
-                    b.restarts.append(time.time())
-                else:
-                    b.mode("ok")
+                recover(backends[i], what)
                 del broken[i]
-                events.append((round(now - start, 1), b.name, "recovered"))
+                events.append((round(now - start, 1), backends[i].name, "recovered"))
         if len(broken) < 2 and rng.random() < 0.5:
             i = rng.choice([i for i in range(len(backends)) if i not in broken])
             what = rng.choice(["kill", "fail", "slow"])
@@ -236,14 +231,18 @@ def chaos(rng, backends, duration):
             events.append((round(now - start, 1), b.name, what))
         time.sleep(rng.uniform(1, 3))
     for i, (what, _) in broken.items():
-        b = backends[i]
-        if what == "kill":
-            b.start()
-            b.restarts.append(time.time())
-        else:
-            b.mode("ok")
-        events.append((round(time.time() - start, 1), b.name, "recovered"))
+        recover(backends[i], what)
+        events.append((round(time.time() - start, 1), backends[i].name, "recovered"))
     return events
+
+
+def recover(b, what):
+    """Undoes one breakage: a killed backend restarts, the others answer normally."""
+    if what == "kill":
+        b.start()
+        b.restarts.append(time.time())
+    else:
+        b.mode("ok")
 
 
 def report(args, out, backends, admin, events, work):

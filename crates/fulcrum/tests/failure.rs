@@ -258,6 +258,15 @@ fn retry_config(endpoints: &[std::net::SocketAddr], extra: &str, route: &str) ->
     )
 }
 
+/// `fulcrum_upstream_retries_total{cluster="app", reason}`.
+async fn retries(proxy: &Proxy, reason: &str) -> f64 {
+    proxy_metric(
+        proxy,
+        &format!(r#"fulcrum_upstream_retries_total{{cluster="app",reason="{reason}"}}"#),
+    )
+    .await
+}
+
 async fn post(client: &TestClient, url: &str, body: &'static str) -> Reply {
     let req = http::Request::post(url)
         .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
@@ -294,14 +303,7 @@ async fn connect_failures_are_retried_on_another_endpoint_by_default_whatever_th
         retried, 10,
         "round robin sends every other request to the dead port first"
     );
-    assert_eq!(
-        proxy_metric(
-            &proxy,
-            r#"fulcrum_upstream_retries_total{cluster="app",reason="connect_failure"}"#
-        )
-        .await,
-        10.0
-    );
+    assert_eq!(retries(&proxy, "connect_failure").await, 10.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -341,14 +343,7 @@ async fn a_5xx_is_retried_only_when_configured_and_only_for_idempotent_methods()
         }
     }
     assert_eq!(posts_failed, 5, "a POST the origin saw is never retried");
-    assert!(
-        proxy_metric(
-            &retrying,
-            r#"fulcrum_upstream_retries_total{cluster="app",reason="status"}"#
-        )
-        .await
-            >= 5.0
-    );
+    assert!(retries(&retrying, "status").await >= 5.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -389,14 +384,7 @@ async fn a_per_try_timeout_moves_on_to_another_endpoint() {
         let r = get(&client, &proxy.url("public", "/")).await;
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
     }
-    assert_eq!(
-        proxy_metric(
-            &proxy,
-            r#"fulcrum_upstream_retries_total{cluster="app",reason="per_try_timeout"}"#
-        )
-        .await,
-        2.0
-    );
+    assert_eq!(retries(&proxy, "per_try_timeout").await, 2.0);
 }
 
 /// An HTTP/2 origin that refuses every stream (RST_STREAM REFUSED_STREAM).
@@ -447,14 +435,7 @@ async fn a_refused_http2_stream_is_retried_by_default() {
         let r = get(&client, &proxy.url("public", "/")).await;
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "good"));
     }
-    assert_eq!(
-        proxy_metric(
-            &proxy,
-            r#"fulcrum_upstream_retries_total{cluster="app",reason="refused_stream"}"#
-        )
-        .await,
-        3.0
-    );
+    assert_eq!(retries(&proxy, "refused_stream").await, 3.0);
 }
 
 /// Share of 300 requests that an endpoint added by a reload gets, with
@@ -587,12 +568,11 @@ async fn an_endpoint_breaker_opens_on_failures_and_a_probe_closes_it() {
     })
     .await;
     // While it is open, no attempt goes to the endpoint: no retries either.
-    let retries = r#"fulcrum_upstream_retries_total{cluster="app",reason="connect_failure"}"#;
-    let before = proxy_metric(&proxy, retries).await;
+    let before = retries(&proxy, "connect_failure").await;
     for _ in 0..6 {
         get(&client, &proxy.url("public", "/")).await;
     }
-    let after = proxy_metric(&proxy, retries).await;
+    let after = retries(&proxy, "connect_failure").await;
     assert!(
         after - before <= 1.0,
         "at most one probe failed meanwhile: {before} -> {after}"
