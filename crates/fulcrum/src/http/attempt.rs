@@ -171,7 +171,7 @@ impl Attempts<'_> {
                     match e.blame() {
                         Blame::Upstream => {
                             active.record_failure();
-                            self.count_error(e);
+                            count_upstream_error(self.cx, cluster, e);
                         }
                         Blame::Fulcrum => {
                             if let ProxyError::Overflow { breaker, .. } = e {
@@ -291,19 +291,6 @@ impl Attempts<'_> {
         }
     }
 
-    /// `fulcrum_upstream_errors_total{cluster, reason}`.
-    fn count_error(&self, e: &ProxyError) {
-        let (_, reason) = e.classify();
-        self.cx
-            .metrics
-            .upstream_errors
-            .get_or_create(&ClusterReasonLabels {
-                cluster: self.cluster.name().to_string(),
-                reason,
-            })
-            .inc();
-    }
-
     fn count_retry(&self, reason: RetryReason) {
         self.cx
             .metrics
@@ -324,6 +311,18 @@ impl Attempts<'_> {
             })
             .inc();
     }
+}
+
+/// `fulcrum_upstream_errors_total{cluster, reason}`.
+pub fn count_upstream_error(cx: &ConnContext, cluster: &Cluster, e: &ProxyError) {
+    let (_, reason) = e.classify();
+    cx.metrics
+        .upstream_errors
+        .get_or_create(&ClusterReasonLabels {
+            cluster: cluster.name().to_string(),
+            reason,
+        })
+        .inc();
 }
 
 /// `fulcrum_circuit_breaker_overflow_total{cluster, breaker}`.

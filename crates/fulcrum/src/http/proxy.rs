@@ -14,7 +14,7 @@ use http::{HeaderValue, Method, Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::activity::{Activity, StreamGuard};
-use super::attempt::{Attempts, Sent, UpstreamRequest, count_overflow};
+use super::attempt::{Attempts, Sent, UpstreamRequest, count_overflow, count_upstream_error};
 use super::body::{ClientBody, ProxyBody, RequestBody};
 use super::conformance::{self, Authority};
 use super::error::ProxyError;
@@ -27,7 +27,7 @@ use crate::cluster::{ActiveRequest, Cluster};
 use crate::config::{RetryPolicy, UpstreamProtocol};
 use crate::route::hash_policy::RequestKey;
 use crate::snapshot::{ListenerHandle, ListenerState};
-use crate::telemetry::metrics::{ClusterReasonLabels, Metrics, status_class_index};
+use crate::telemetry::metrics::{Metrics, status_class_index};
 use crate::tls::early::HandshakeState;
 
 /// What every request on one downstream connection shares.
@@ -350,18 +350,6 @@ async fn exchange(
         );
     }
     Ok(finish(&cx, resp, request_id, stream))
-}
-
-/// `fulcrum_upstream_errors_total{cluster, reason}`.
-fn count_upstream_error(cx: &ConnContext, cluster: &Cluster, e: &ProxyError) {
-    let (_, reason) = e.classify();
-    cx.metrics
-        .upstream_errors
-        .get_or_create(&ClusterReasonLabels {
-            cluster: cluster.name().to_string(),
-            reason,
-        })
-        .inc();
 }
 
 /// The answer of a `redirect_to_https` listener: the same host and path on
